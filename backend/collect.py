@@ -1,0 +1,130 @@
+"""Collect a ``HostSnapshot``: discover namespaces, read each, resolve, label.
+
+Namespaces are read in parallel threads, each entering its namespace with setns
+and opening one netlink socket there for all five dumps; the kernel does the
+dumping while the GIL is released, so the threads overlap. References across
+namespaces are resolved only once everything is read.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from backend import nsenter
+from backend.docker_engine import DockerLabels, engine_url, read_labels
+from backend.links import NsLinks, Resolver
+from backend.model import Address, ContainerInfo, FdbEntry, HostSnapshot, Namespace, Neighbour, Route, RuleSet, Sysctls
+from backend.netfilter import read_rulesets
+from backend.netlink import NetlinkSocket
+from backend.netns import NsHandle, Scope, discover
+from backend.rtnl import read_addresses, read_fdb, read_links, read_neighbours, read_routes
+from backend.sysctl import read_sysctls
+
+
+@dataclass
+class NsRead:
+    """Everything read inside one namespace, before cross-namespace resolution."""
+
+    links: NsLinks
+    addresses: dict[int, list[Address]]
+    routes: list[Route]
+    neighbours: list[Neighbour]
+    fdb: list[FdbEntry]
+    sysctls: Sysctls
+    netfilter: tuple[RuleSet, ...]
+    notes: list[str] = field(default_factory=list)
+
+
+def read_namespace(handle: NsHandle) -> NsRead:
+    """Read one namespace; the calling thread enters it for the duration."""
+    with nsenter.netns(handle.fd):
+        with NetlinkSocket() as nl:
+            links = read_links(nl)
+            names = {lk.index: lk.name for lk in links}
+            addresses = read_addresses(nl)
+            routes = read_routes(nl, names)
+            neighbours = read_neighbours(nl, names)
+            fdb = read_fdb(nl, names)
+        sysctls = read_sysctls(names.values())
+        netfilter, notes = read_rulesets()
+    return NsRead(
+        NsLinks(handle, links), addresses, routes, neighbours, fdb, sysctls, netfilter,
+        [f"{handle.name}: {n}" for n in notes],
+    )  # fmt: skip
+
+
+def _label(handles: list[NsHandle], labels: DockerLabels) -> dict[int, ContainerInfo]:
+    """Containers for docker sandboxes (never for the host, which host-mode containers share)."""
+    out = {}
+    for h in handles:
+        container = labels.containers.get(h.inode)
+        if container and h.kind != "host":
+            h.kind, h.name = "docker", container.name
+            out[h.inode] = container
+        elif h.kind == "overlay-sandbox" and (net := labels.sandbox_network(h.name)):
+            h.name = f"{h.name} ({net})"
+    return out
+
+
+def collect(scope: Scope = Scope(), docker: str | None = None, workers: int = 8) -> HostSnapshot:
+    """Snapshot every namespace of the host in ``scope``.
+
+    ``docker``: Engine URL to label containers (default: DOCKER_HOST or the
+    default socket when it exists; ``none`` to skip).
+    """
+    handles, notes = discover(scope)
+    try:
+        containers: dict[int, ContainerInfo] = {}
+        url = None if docker == "none" else engine_url(docker)
+        if url:
+            try:
+                containers = _label(handles, read_labels(url))
+            except Exception as exc:  # noqa: BLE001 - any Engine failure: unlabelled, with a note
+                notes.append(f"docker engine at {url} not readable, containers unlabelled: {exc}")
+        reads: list[NsRead] = []
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(handles)))) as pool:
+            for handle, result in zip(handles, pool.map(_try_read, handles), strict=True):
+                if isinstance(result, NsRead):
+                    reads.append(result)
+                    notes.extend(result.notes)
+                else:
+                    notes.append(f"namespace {handle.name} skipped: {result}")
+        resolver = Resolver([r.links for r in reads])
+        namespaces = tuple(
+            Namespace(
+                id=r.links.handle.id,
+                kind=r.links.handle.kind,
+                name=r.links.handle.name,
+                paths=tuple(r.links.handle.paths),
+                pids=tuple(sorted(r.links.handle.pids)),
+                container=containers.get(r.links.handle.inode),
+                links=resolver.links(r.links, r.addresses),
+                fdb=tuple(r.fdb),
+                neighbours=tuple(r.neighbours),
+                routes=tuple(r.routes),
+                sysctls=r.sysctls,
+                netfilter=r.netfilter,
+            )
+            for r in reads
+        )
+    finally:
+        for h in handles:
+            h.close()
+    return HostSnapshot(
+        host=os.path.basename(scope.host_netns) if scope.host_netns else socket.gethostname(),
+        taken_at=time.time(),
+        kernel=os.uname().release,
+        namespaces=namespaces,
+        notes=tuple(notes),
+    )
+
+
+def _try_read(handle: NsHandle) -> NsRead | str:
+    try:
+        return read_namespace(handle)
+    except OSError as exc:
+        return str(exc)

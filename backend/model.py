@@ -1,0 +1,283 @@
+"""The host snapshot: what one host's networking looks like at one instant.
+
+Pure data, no I/O. Collectors in ``backend`` build it, ``diagnostics`` reasons over
+it and ``tui`` renders it. Everything is frozen and made of tuples so a snapshot can
+be shared between threads, hashed into caches and saved as a replayable fixture
+(see ``backend.codec``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Address:
+    """An address assigned to a link (``ip addr``)."""
+
+    address: str
+    prefixlen: int
+    scope: str = "global"
+
+    @property
+    def cidr(self) -> str:
+        return f"{self.address}/{self.prefixlen}"
+
+
+@dataclass(frozen=True)
+class LinkRef:
+    """A link in some namespace, named the way an operator thinks of it.
+
+    ``netns`` is the namespace id (``net:[inode]``); ``netns_name`` its label
+    (container name, sandbox name, ``host``) so renderers need no second lookup.
+    ``ifname`` is empty when the namespace is outside the snapshot's scope.
+    """
+
+    netns: str
+    netns_name: str
+    ifindex: int
+    ifname: str = ""
+
+
+@dataclass(frozen=True)
+class VxlanInfo:
+    """The VXLAN attributes that decide where encapsulated frames go."""
+
+    vni: int
+    dstport: int
+    local: str | None = None
+    group: str | None = None
+    underlay: LinkRef | None = None
+    learning: bool = True
+    proxy: bool = False
+    l2miss: bool = False
+    l3miss: bool = False
+    ageing: int = 300
+    ttl: int = 0
+    external: bool = False
+
+
+@dataclass(frozen=True)
+class BridgePort:
+    """State of a link enslaved to a bridge: a blocked port drops everything."""
+
+    state: str
+    learning: bool = True
+    unicast_flood: bool = True
+    hairpin: bool = False
+
+
+@dataclass(frozen=True)
+class Link:
+    """One network device (``ip -d link``)."""
+
+    index: int
+    name: str
+    kind: str
+    mac: str | None
+    mtu: int
+    operstate: str
+    flags: tuple[str, ...] = ()
+    master: str | None = None
+    addresses: tuple[Address, ...] = ()
+    parent: LinkRef | None = None
+    peer: LinkRef | None = None
+    vxlan: VxlanInfo | None = None
+    bridge_port: BridgePort | None = None
+    macvlan_mode: str | None = None
+    vlan_id: int | None = None
+
+    @property
+    def up(self) -> bool:
+        return "UP" in self.flags
+
+
+@dataclass(frozen=True)
+class FdbEntry:
+    """A forwarding-database entry (``bridge fdb``); ``dst`` is the remote VTEP."""
+
+    mac: str
+    device: str
+    master: str | None = None
+    dst: str | None = None
+    vlan: int | None = None
+    vni: int | None = None
+    port: int | None = None
+    flags: tuple[str, ...] = ()
+    state: str = "dynamic"
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """An ARP/NDP entry (``ip neigh``)."""
+
+    ip: str
+    device: str
+    mac: str | None
+    state: tuple[str, ...]
+    router: bool = False
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route (``ip route``); ``dst`` is ``default`` or a CIDR."""
+
+    dst: str
+    device: str | None = None
+    gateway: str | None = None
+    source: str | None = None
+    table: int = 254
+    protocol: str = "boot"
+    scope: str = "global"
+    type: str = "unicast"
+    metric: int | None = None
+
+
+@dataclass(frozen=True)
+class Sysctls:
+    """The sysctls that decide whether a packet is forwarded or dropped.
+
+    ``None`` means the knob does not exist in this namespace (for example
+    ``bridge_nf_call_iptables`` when br_netfilter is not loaded).
+    """
+
+    ip_forward: bool | None = None
+    rp_filter_all: int | None = None
+    rp_filter_default: int | None = None
+    rp_filter: dict[str, int] = field(default_factory=dict)
+    bridge_nf_call_iptables: bool | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One iptables rule, with the fields a packet trace matches on pulled out."""
+
+    chain: str
+    spec: str
+    target: str | None = None
+    packets: int = 0
+    bytes: int = 0
+    protocol: str | None = None
+    source: str | None = None
+    destination: str | None = None
+    in_iface: str | None = None
+    out_iface: str | None = None
+    dport: str | None = None
+    to: str | None = None
+
+
+@dataclass(frozen=True)
+class Chain:
+    """An iptables chain; ``policy`` is ``None`` for user chains."""
+
+    name: str
+    policy: str | None = None
+    packets: int = 0
+    bytes: int = 0
+    rules: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    chains: tuple[Chain, ...] = ()
+
+    def chain(self, name: str) -> Chain | None:
+        return next((c for c in self.chains if c.name == name), None)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """The rules one iptables back-end holds: ``legacy`` (x_tables) or ``nft``.
+
+    Both can hold rules at once on one host; the kernel runs both, so both are kept.
+    """
+
+    backend: str
+    tables: tuple[Table, ...] = ()
+
+    def table(self, name: str) -> Table | None:
+        return next((t for t in self.tables if t.name == name), None)
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """Docker's view of the container that owns a namespace."""
+
+    name: str
+    id: str
+    networks: tuple[ContainerNetwork, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContainerNetwork:
+    network: str
+    ip: str | None = None
+    mac: str | None = None
+    endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """A network namespace and everything the kernel holds in it.
+
+    ``kind`` is one of ``host``, ``named``, ``docker``, ``overlay-sandbox``,
+    ``bind-mount`` or ``process``; ``name`` is the label operators read.
+    """
+
+    id: str
+    kind: str
+    name: str
+    paths: tuple[str, ...] = ()
+    pids: tuple[int, ...] = ()
+    container: ContainerInfo | None = None
+    links: tuple[Link, ...] = ()
+    fdb: tuple[FdbEntry, ...] = ()
+    neighbours: tuple[Neighbour, ...] = ()
+    routes: tuple[Route, ...] = ()
+    sysctls: Sysctls = field(default_factory=Sysctls)
+    netfilter: tuple[RuleSet, ...] = ()
+
+    def link(self, name: str) -> Link | None:
+        return next((lk for lk in self.links if lk.name == name), None)
+
+    def bridges(self) -> dict[str, tuple[Link, ...]]:
+        """Each bridge with the links enslaved to it, in index order."""
+        return {
+            br.name: tuple(lk for lk in self.links if lk.master == br.name) for br in self.links if br.kind == "bridge"
+        }
+
+
+@dataclass(frozen=True)
+class VethPair:
+    """Both ends of a veth pair, each named with its namespace."""
+
+    a: LinkRef
+    b: LinkRef
+
+
+@dataclass(frozen=True)
+class HostSnapshot:
+    """Every namespace of one host; ``notes`` say what could not be read and why."""
+
+    host: str
+    taken_at: float
+    kernel: str
+    namespaces: tuple[Namespace, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def namespace(self, key: str) -> Namespace | None:
+        """Find a namespace by id or label."""
+        return next((ns for ns in self.namespaces if key in (ns.id, ns.name)), None)
+
+    def veth_pairs(self) -> tuple[VethPair, ...]:
+        """Every veth pair once, with both ends resolved across namespaces."""
+        seen: set[tuple[str, int]] = set()
+        pairs = []
+        for ns in self.namespaces:
+            for lk in ns.links:
+                if lk.kind != "veth" or lk.peer is None or (ns.id, lk.index) in seen:
+                    continue
+                seen.add((lk.peer.netns, lk.peer.ifindex))
+                pairs.append(VethPair(LinkRef(ns.id, ns.name, lk.index, lk.name), lk.peer))
+        return tuple(pairs)

@@ -1,0 +1,143 @@
+"""Read the nat table and the filter FORWARD path from both iptables back-ends.
+
+Call these with the thread inside the namespace to read (``backend.nsenter``).
+
+- legacy (x_tables): python-iptables reads it in-process through libiptc. Only
+  when ``/proc/net/ip_tables_names`` lists the table: opening a table that is not
+  there would create it, and a read must change nothing.
+- nf_tables: python-iptables cannot see it, and decoding nft expressions back into
+  iptables rules is what ``iptables-nft-save`` exists for, so it is run — but only
+  when an nf_tables ``ip`` table named nat or filter exists, asked for over
+  netlink first, so a namespace without rules costs no process.
+
+A back-end that holds rules vxray cannot read yields a note, never an empty view.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import threading
+from typing import Any
+
+from backend.iptables import KEPT_TABLES, forward_path, parse_save, rule_from_args
+from backend.model import Chain, RuleSet, Table
+from backend.netlink import NETLINK_NETFILTER, NetlinkSocket, attrs, cstr
+
+NFNL_SUBSYS_NFTABLES = 10
+NFT_MSG_GETTABLE = 1
+NFPROTO_IPV4 = 2
+NFTA_TABLE_NAME = 1
+
+_IPTC_LOCK = threading.Lock()  # python-iptables keeps one cached handle per table name
+
+
+def _kept(tables: tuple[Table, ...]) -> tuple[Table, ...]:
+    return tuple(forward_path(t) if t.name == "filter" else t for t in tables)
+
+
+def legacy_table_names() -> set[str]:
+    try:
+        with open("/proc/thread-self/net/ip_tables_names") as f:
+            return set(f.read().split())
+    except FileNotFoundError:  # ip_tables not loaded: no legacy table anywhere
+        return set()
+
+
+def nft_table_names() -> set[str]:
+    """Names of nf_tables tables of family ``ip`` in this namespace."""
+    msgtype = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE
+    names = set()
+    with NetlinkSocket(NETLINK_NETFILTER) as nl:
+        for _kind, data, off, end in nl.dump(msgtype, struct.pack("=BBH", NFPROTO_IPV4, 0, 0)):
+            a = attrs(data, off + 4, end)
+            if NFTA_TABLE_NAME in a:
+                names.add(cstr(data, a[NFTA_TABLE_NAME]))
+    return names
+
+
+def _iptc_rule_args(rule: Any) -> list[str]:
+    """The arguments iptables-save would print for a python-iptables rule."""
+    args: list[str] = []
+
+    def opt(flag: str, value: str | None, empty: str = "") -> None:
+        if value and value != empty:
+            args.extend(["!", flag, value[1:]] if value.startswith("!") else [flag, value])
+
+    opt("-s", _cidr(rule.src), "0.0.0.0/0")
+    opt("-d", _cidr(rule.dst), "0.0.0.0/0")
+    opt("-i", rule.in_interface)
+    opt("-o", rule.out_interface)
+    opt("-p", rule.protocol, "ip")
+    for module, flag in [(m, "-m") for m in rule.matches] + [(rule.target, "-j")]:
+        if module is None or (flag == "-j" and not module.name):
+            continue
+        args.extend([flag, module.name])
+        for key, values in module.get_all_parameters().items():
+            neg = values[:1] == ["!"]
+            args.extend((["!"] if neg else []) + [f"--{key}"] + values[1 if neg else 0 :])
+    return args
+
+
+def _cidr(value: str | None) -> str | None:
+    """python-iptables says ``10.0.0.0/255.0.0.0``; iptables-save says ``10.0.0.0/8``."""
+    if not value:
+        return value
+    neg = "!" if value.startswith("!") else ""
+    addr, _, mask = value.lstrip("!").partition("/")
+    if "." in mask:
+        bits = bin(int.from_bytes(bytes(int(x) for x in mask.split(".")), "big")).count("1")
+        mask = str(bits)
+    return f"{neg}{addr}/{mask}" if mask and mask != "32" else f"{neg}{addr}"
+
+
+def read_legacy(names: set[str]) -> RuleSet:
+    import iptc  # loads libiptc/libxtables: only paid for when legacy tables exist
+
+    tables = []
+    with _IPTC_LOCK:
+        for name in KEPT_TABLES:
+            if name not in names:
+                continue
+            table = iptc.Table(name, autocommit=False)
+            table.refresh()  # a fresh handle in this thread's namespace
+            chains = []
+            for chain in table.chains:
+                policy, counters = table.get_policy(chain.name)
+                rules = tuple(rule_from_args(chain.name, _iptc_rule_args(r), *r.get_counters()) for r in chain.rules)
+                packets, nbytes = counters or (0, 0)
+                chains.append(Chain(chain.name, policy.name if policy else None, packets, nbytes, rules))
+            tables.append(Table(name, tuple(chains)))
+    return RuleSet("legacy", _kept(tuple(tables)))
+
+
+def read_nft() -> RuleSet:
+    proc = subprocess.run(["iptables-nft-save", "-c"], capture_output=True, text=True, check=True)
+    return RuleSet("nft", _kept(parse_save(proc.stdout)))
+
+
+def read_rulesets() -> tuple[tuple[RuleSet, ...], list[str]]:
+    """Every back-end's rules in the current namespace, and notes on what failed."""
+    rulesets: list[RuleSet] = []
+    notes: list[str] = []
+    legacy = legacy_table_names() & set(KEPT_TABLES)
+    if legacy:
+        try:
+            rulesets.append(read_legacy(legacy))
+        except Exception as exc:  # noqa: BLE001 - any libiptc failure becomes a note
+            notes.append(f"legacy iptables tables {sorted(legacy)} exist but could not be read: {exc}")
+    nft: set[str] = set()
+    try:
+        nft = nft_table_names() & set(KEPT_TABLES)
+    except OSError as exc:
+        notes.append(f"cannot list nf_tables tables: {exc}")
+    if nft:
+        if shutil.which("iptables-nft-save") is None:
+            notes.append(f"nf_tables tables {sorted(nft)} exist but iptables-nft-save is not installed")
+        else:
+            try:
+                rulesets.append(read_nft())
+            except (subprocess.CalledProcessError, OSError) as exc:
+                notes.append(f"nf_tables tables {sorted(nft)} exist but iptables-nft-save failed: {exc}")
+    return tuple(rulesets), notes

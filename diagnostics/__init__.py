@@ -1,0 +1,1 @@
+"""Reasoning over snapshots (trace, doctor): pure functions, no I/O, no UI imports."""

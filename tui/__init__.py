@@ -1,0 +1,1 @@
+"""What the operator touches: the command line, the shell and the Textual app."""

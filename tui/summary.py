@@ -1,0 +1,120 @@
+"""The readable text form of a snapshot, as ``vxray snapshot`` prints it.
+
+Pure: a snapshot in, lines out. Columns follow ``ip``/``bridge``/``iptables-save``
+so an operator reads it without learning a new notation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from backend.model import HostSnapshot, Link, LinkRef, Namespace, RuleSet
+
+
+def ref(r: LinkRef | None) -> str:
+    if r is None:
+        return "-"
+    return f"{r.ifname or f'if{r.ifindex}'}@{r.netns_name}"
+
+
+def _link(lk: Link) -> str:
+    parts = [f"{lk.index:>4} {lk.name:<16} {lk.kind:<9} {lk.operstate:<8} mtu {lk.mtu:<5}"]
+    if lk.mac:
+        parts.append(lk.mac)
+    if lk.master:
+        parts.append(f"master {lk.master}")
+    if lk.peer:
+        parts.append(f"peer {ref(lk.peer)}")
+    if lk.parent:
+        parts.append(f"parent {ref(lk.parent)}")
+    if lk.macvlan_mode:
+        parts.append(f"mode {lk.macvlan_mode}")
+    parts.extend(a.cidr for a in lk.addresses if a.scope != "link")
+    return "  ".join(parts)
+
+
+def _vxlan(lk: Link) -> str:
+    vx = lk.vxlan
+    assert vx is not None
+    flags = [
+        "learning" if vx.learning else "nolearning",
+        *(name for name, on in (("proxy", vx.proxy), ("l2miss", vx.l2miss), ("l3miss", vx.l3miss)) if on),
+    ]
+    return (
+        f"{lk.name} vni {vx.vni} dstport {vx.dstport} local {vx.local or '-'} "
+        f"group {vx.group or '-'} dev {ref(vx.underlay)} ageing {vx.ageing} {' '.join(flags)} mtu {lk.mtu}"
+    )
+
+
+def _limited(title: str, rows: list[str], limit: int) -> Iterator[str]:
+    if not rows:
+        return
+    yield f"  {title} ({len(rows)})"
+    shown = rows if limit <= 0 else rows[:limit]
+    yield from (f"    {r}" for r in shown)
+    if len(shown) < len(rows):
+        yield f"    … {len(rows) - len(shown)} more (--limit 0 shows all)"
+
+
+def _rules(rs: RuleSet, limit: int) -> Iterator[str]:
+    for table in rs.tables:
+        what = "nat" if table.name == "nat" else "filter, FORWARD path"
+        rows = []
+        for chain in table.chains:
+            policy = chain.policy or "-"
+            rows.append(f":{chain.name} {policy} [{chain.packets}:{chain.bytes}]")
+            rows.extend(f"  [{r.packets}:{r.bytes}] -A {r.chain} {r.spec}" for r in chain.rules)
+        yield from _limited(f"{what} [{rs.backend}]", rows, limit)
+
+
+def namespace_lines(ns: Namespace, limit: int = 25) -> Iterator[str]:
+    label = f" container {ns.container.name}" if ns.container else ""
+    yield f"== {ns.name} [{ns.kind}{label}] {ns.id}" + (f" pids {','.join(map(str, ns.pids[:5]))}" if ns.pids else "")
+    s = ns.sysctls
+    nf = "" if s.bridge_nf_call_iptables is None else f"  bridge-nf-call-iptables={int(s.bridge_nf_call_iptables)}"
+    fwd = "?" if s.ip_forward is None else int(s.ip_forward)
+    yield f"  sysctl  ip_forward={fwd}  rp_filter all={s.rp_filter_all} default={s.rp_filter_default}{nf}"
+    yield from _limited("links", [_link(lk) for lk in ns.links], limit)
+    bridges = [
+        f"{br}: " + (", ".join(f"{p.name}({p.bridge_port.state if p.bridge_port else '?'})"
+                              + (f"→{ref(p.peer)}" if p.peer else "") for p in ports) or "no ports")
+        for br, ports in ns.bridges().items()
+    ]  # fmt: skip
+    yield from _limited("bridges", bridges, limit)
+    yield from _limited("vxlan", [_vxlan(lk) for lk in ns.links if lk.vxlan], limit)
+    fdb = [
+        f"{e.mac} dev {e.device}" + (f" vlan {e.vlan}" if e.vlan else "") + (f" dst {e.dst}" if e.dst else "")
+        + (f" vni {e.vni}" if e.vni else "") + (f" master {e.master}" if e.master else "")
+        + "".join(f" {f}" for f in e.flags) + f" {e.state}"
+        for e in ns.fdb
+    ]  # fmt: skip
+    yield from _limited("fdb", fdb, limit)
+    neigh = [f"{n.ip} dev {n.device} lladdr {n.mac or '-'} {' '.join(n.state)}" for n in ns.neighbours]
+    yield from _limited("neigh", neigh, limit)
+    routes = [
+        f"{r.dst}" + (f" via {r.gateway}" if r.gateway else "") + (f" dev {r.device}" if r.device else "")
+        + (f" src {r.source}" if r.source else "") + (f" table {r.table}" if r.table != 254 else "")
+        + (f" {r.type}" if r.type != "unicast" else "")
+        for r in ns.routes
+    ]  # fmt: skip
+    yield from _limited("routes", routes, limit)
+    for rs in ns.netfilter:
+        yield from _rules(rs, limit)
+
+
+def snapshot_lines(snap: HostSnapshot, limit: int = 25) -> Iterator[str]:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snap.taken_at))
+    yield f"host {snap.host}  kernel {snap.kernel}  taken {when}  {len(snap.namespaces)} namespaces"
+    pairs = snap.veth_pairs()
+    if pairs:
+        yield f"veth pairs ({len(pairs)})"
+        shown = pairs if limit <= 0 else pairs[:limit]
+        yield from (f"  {ref(p.a)} <-> {ref(p.b)}" for p in shown)
+        if len(shown) < len(pairs):
+            yield f"  … {len(pairs) - len(shown)} more (--limit 0 shows all)"
+    for ns in snap.namespaces:
+        yield from namespace_lines(ns, limit)
+    if snap.notes:
+        yield "notes"
+        yield from (f"  - {n}" for n in snap.notes)
