@@ -16,11 +16,10 @@ import os
 from pyroute2 import IPRoute
 from pyroute2 import netns as pr_netns
 
-from backend.errors import VxrayError
+from backend.errors import NeedRoot, VxrayError
 from backend.netns import RUN_NETNS, Scope
 
 PREFIX = "vxdemo-"
-UNDERLAY = f"{PREFIX}underlay"
 NETID = "14ed035dc7"
 VNI = 256
 HOSTS = {
@@ -29,13 +28,13 @@ HOSTS = {
 }
 
 
-def netns_name(host: str, part: str = "") -> str:
-    return f"{PREFIX}{host}" + (f"-{part}" if part else "")
+def netns_name(host: str, part: str = "", prefix: str = PREFIX) -> str:
+    return f"{prefix}{host}" + (f"-{part}" if part else "")
 
 
-def scope(host: str) -> Scope:
+def scope(host: str, prefix: str = PREFIX) -> Scope:
     """The namespaces that make up demo host ``host``."""
-    return Scope(host_netns=netns_name(host), netns=(f"{netns_name(host)}-*",))
+    return Scope(host_netns=netns_name(host, prefix=prefix), netns=(f"{netns_name(host, prefix=prefix)}-*",))
 
 
 def _index(ipr: IPRoute, name: str) -> int:
@@ -49,12 +48,13 @@ def _up(ipr: IPRoute, name: str, address: str | None = None, prefixlen: int = 0,
     ipr.link("set", index=idx, state="up", **extra)
 
 
-def _host(name: str, underlay_ip: str, container: str, ip: str, mac: str) -> None:
-    host, sandbox, ctr = netns_name(name), netns_name(name, f"1-{NETID}"), netns_name(name, container)
+def _host(prefix: str, name: str, underlay_ip: str, container: str, ip: str, mac: str) -> None:
+    host, sandbox, ctr = (netns_name(name, part, prefix) for part in ("", f"1-{NETID}", container))
+    underlay = f"{prefix}underlay"
     for ns in (host, sandbox, ctr):
         pr_netns.create(ns)
     with IPRoute(netns=host) as ipr:
-        ipr.link("add", ifname="eth0", kind="veth", peer={"ifname": f"ul-{name}", "net_ns_fd": UNDERLAY})
+        ipr.link("add", ifname="eth0", kind="veth", peer={"ifname": f"ul-{name}", "net_ns_fd": underlay})
         _up(ipr, "lo")
         _up(ipr, "eth0", underlay_ip, 24)
         ipr.link(
@@ -62,7 +62,7 @@ def _host(name: str, underlay_ip: str, container: str, ip: str, mac: str) -> Non
             vxlan_link=_index(ipr, "eth0"), vxlan_learning=0, vxlan_proxy=1, vxlan_l2miss=1, vxlan_l3miss=1,
         )  # fmt: skip
         ipr.link("set", index=_index(ipr, "vxlan1"), net_ns_fd=sandbox)
-    with IPRoute(netns=UNDERLAY) as ipr:
+    with IPRoute(netns=underlay) as ipr:
         _up(ipr, f"ul-{name}", master=_index(ipr, "ul0"))
     with IPRoute(netns=sandbox) as ipr:
         ipr.link("add", ifname="br0", kind="bridge")
@@ -77,25 +77,25 @@ def _host(name: str, underlay_ip: str, container: str, ip: str, mac: str) -> Non
         _up(ipr, "eth0", ip, 16)
 
 
-def up() -> None:
+def up(prefix: str = PREFIX) -> None:
     """Build the demo, replacing any earlier one; on failure nothing is left behind."""
     if os.geteuid() != 0:
-        raise VxrayError("vxray needs root (CAP_NET_ADMIN) to build the demo")
-    down()
+        raise NeedRoot("to build the demo")
+    down(prefix)
     try:
-        pr_netns.create(UNDERLAY)
-        with IPRoute(netns=UNDERLAY) as ipr:
+        pr_netns.create(f"{prefix}underlay")
+        with IPRoute(netns=f"{prefix}underlay") as ipr:
             ipr.link("add", ifname="ul0", kind="bridge")
             _up(ipr, "ul0")
         for name, spec in HOSTS.items():
-            _host(name, *spec)
+            _host(prefix, name, *spec)
     except Exception as exc:
-        down()
+        down(prefix)
         raise VxrayError(f"demo build failed, rolled back: {exc}") from exc
 
 
-def down() -> None:
-    """Remove every ``vxdemo-*`` namespace (and with them every demo link)."""
+def down(prefix: str = PREFIX) -> None:
+    """Remove every namespace named ``prefix*`` (and with them every demo link)."""
     for name in sorted(os.listdir(RUN_NETNS)) if os.path.isdir(RUN_NETNS) else []:
-        if name.startswith(PREFIX):
+        if name.startswith(prefix):
             pr_netns.remove(name)

@@ -15,6 +15,7 @@ from backend.model import Chain, Rule, Table
 
 KEPT_TABLES = ("nat", "filter")
 _COUNTERS = re.compile(r"\[(\d+):(\d+)\]")
+_NEEDS_QUOTES = re.compile(r"[\s\"'\\]")
 _OPTION_FIELDS = {
     "-p": "protocol", "--protocol": "protocol",
     "-s": "source", "--source": "source",
@@ -41,7 +42,8 @@ def rule_from_args(chain: str, args: list[str], packets: int = 0, nbytes: int = 
         elif arg in _OPTION_FIELDS and nxt is not None:
             fields.setdefault(_OPTION_FIELDS[arg], ("!" if negate else "") + nxt)
         negate = False
-    return Rule(chain=chain, spec=shlex.join(args), target=target, packets=packets, bytes=nbytes, **fields)
+    spec = " ".join(a if a and not _NEEDS_QUOTES.search(a) else shlex.quote(a) for a in args)
+    return Rule(chain=chain, spec=spec, target=target, packets=packets, bytes=nbytes, **fields)
 
 
 def parse_save(text: str, tables: Iterable[str] = KEPT_TABLES) -> tuple[Table, ...]:

@@ -34,7 +34,9 @@ _IPTC_LOCK = threading.Lock()  # python-iptables keeps one cached handle per tab
 
 
 def _kept(tables: tuple[Table, ...]) -> tuple[Table, ...]:
-    return tuple(forward_path(t) if t.name == "filter" else t for t in tables)
+    """nat whole, filter cut to the FORWARD path, in one order whichever back-end read them."""
+    ordered = sorted(tables, key=lambda t: KEPT_TABLES.index(t.name))
+    return tuple(forward_path(t) if t.name == "filter" else t for t in ordered)
 
 
 def legacy_table_names() -> set[str]:

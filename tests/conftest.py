@@ -1,0 +1,106 @@
+"""Real kernel objects for tests, in namespaces that are always removed.
+
+Every namespace a test makes is named ``vxt<pid>-<n>-…`` and registered with the
+``lab`` fixture, which deletes it (and kills the processes the test started)
+even when the test fails. Nothing here touches the root namespace: every ``ip``
+call carries ``-n``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+RUN_PREFIX = f"vxt{os.getpid()}-"
+_counter = itertools.count()
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command (never through a shell); failures show the command's stderr."""
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc
+
+
+class Lab:
+    """A cleanup registry for namespaces and processes made by one test."""
+
+    def __init__(self) -> None:
+        self.prefix = f"{RUN_PREFIX}{next(_counter)}-"
+        self.namespaces: list[str] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.cleanups: list[tuple[str, ...]] = []
+
+    def netns(self, name: str) -> str:
+        full = self.prefix + name
+        sh("ip", "netns", "add", full)
+        self.namespaces.append(full)
+        self.ip(full, "link", "set", "lo", "up")
+        return full
+
+    def ip(self, ns: str, *args: str) -> None:
+        sh("ip", "-n", ns, *args)
+
+    def run(self, ns: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return sh("ip", "netns", "exec", ns, *argv, check=check)
+
+    def spawn(self, *argv: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(proc)
+        return proc
+
+    def veth(self, ns_a: str, name_a: str, ns_b: str, name_b: str) -> None:
+        self.ip(ns_a, "link", "add", name_a, "type", "veth", "peer", "name", name_b, "netns", ns_b)
+        self.ip(ns_a, "link", "set", name_a, "up")
+        self.ip(ns_b, "link", "set", name_b, "up")
+
+    def close(self) -> None:
+        for argv in reversed(self.cleanups):
+            sh(*argv, check=False)
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        for ns in reversed(self.namespaces):
+            sh("ip", "netns", "del", ns, check=False)
+        sweep(self.prefix)
+
+
+def sweep(prefix: str) -> None:
+    """Delete every namespace named ``prefix*`` (what a crashed test may leave)."""
+    if os.path.isdir("/run/netns"):
+        for name in os.listdir("/run/netns"):
+            if name.startswith(prefix):
+                sh("ip", "netns", "del", name, check=False)
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to build namespaces")
+    registry = Lab()
+    try:
+        yield registry
+    finally:
+        registry.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sweep_at_end() -> Iterator[None]:
+    yield
+    sweep(RUN_PREFIX)
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None
