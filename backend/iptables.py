@@ -73,7 +73,7 @@ def parse_save(text: str, tables: Iterable[str] = KEPT_TABLES) -> tuple[Table, .
             if m:
                 packets, nbytes = int(m[1]), int(m[2])
                 line = line[m.end() :].strip()
-            args = shlex.split(line)
+            args = shlex.split(line) if _NEEDS_QUOTES.search(line.replace(" ", "")) else line.split()
             if len(args) >= 2 and args[0] == "-A" and args[1] in rules:
                 rules[args[1]].append(rule_from_args(args[1], args[2:], packets, nbytes))
     return tuple(out)

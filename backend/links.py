@@ -41,6 +41,7 @@ class Resolver:
         self.namespaces = namespaces
         self._nsids: dict[int, dict[int, NsLinks]] = {}
         self._veths: dict[int, list[tuple[NsLinks, RawLink]]] = {}
+        self._pairs: dict[tuple[int, int], LinkRef] = {}
         for ns in namespaces:
             for lk in ns.links:
                 if lk.kind == "veth":
@@ -82,6 +83,8 @@ class Resolver:
         """
         if lk.link_netnsid is None:
             return self.ref(ns, lk.link_index, None)
+        if (ns.handle.inode, lk.index) in self._pairs:  # confirmed from the other end already
+            return self._pairs[ns.handle.inode, lk.index]
         for other, peer in self._veths.get(lk.link_index or 0, []):
             if (
                 other is not ns
@@ -89,6 +92,7 @@ class Resolver:
                 and peer.link_netnsid is not None
                 and self._confirms(ns, other, lk.link_netnsid)
             ):
+                self._pairs[other.handle.inode, peer.index] = LinkRef(ns.handle.id, ns.name, lk.index, lk.name)
                 return LinkRef(other.handle.id, other.name, peer.index, peer.name)
         return self.ref(ns, lk.link_index, lk.link_netnsid)
 

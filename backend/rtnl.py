@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass, field
+from functools import cache
 
 from backend.model import Address, BridgePort, FdbEntry, Neighbour, Route
 from backend.netlink import BE16, I32, NetlinkSocket, attrs, cstr, ip, mac, nla, u8, u32
@@ -95,7 +96,9 @@ class RawLink:
     addresses: list[Address] = field(default_factory=list)
 
 
+@cache
 def _flag_names(value: int, names: tuple[tuple[int, str], ...]) -> tuple[str, ...]:
+    """Names of the bits set in ``value`` (cached: tables of 10,000 entries share a few values)."""
     return tuple(name for bit, name in names if value & bit)
 
 
