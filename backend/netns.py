@@ -184,10 +184,11 @@ def discover(scope: Scope = Scope()) -> tuple[list[NsHandle], list[str]]:
         for path in _scoped_paths(scope):
             add(path, *label_path(path))
 
-    return _open_all(list(found.values()), notes), notes
+    return open_handles(list(found.values()), notes), notes
 
 
-def _open_all(handles: list[NsHandle], notes: list[str]) -> list[NsHandle]:
+def open_handles(handles: list[NsHandle], notes: list[str]) -> list[NsHandle]:
+    """Open each namespace by any of its paths, checking the inode is still the one found."""
     opened = []
     for handle in handles:
         sources = handle.paths + [f"/proc/{pid}/ns/net" for pid in handle.pids]

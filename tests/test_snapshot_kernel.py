@@ -7,7 +7,7 @@ import time
 
 from backend import codec
 from backend.collect import collect
-from backend.netns import Scope
+from backend.netns import NsHandle, Scope, open_handles
 
 from conftest import Lab, sh
 
@@ -111,3 +111,12 @@ def test_json_round_trip_of_a_real_snapshot_is_lossless(lab: Lab) -> None:
     host, _, _ = _bridge_lab(lab)
     snap = collect(_scope(lab, host), docker="none")
     assert codec.loads(codec.dumps(snap)) == snap
+
+
+def test_namespace_gone_before_it_could_be_opened_is_skipped_with_a_note(lab: Lab) -> None:
+    ns = lab.netns("gone")
+    handle = NsHandle(0, os.stat(f"/run/netns/{ns}").st_ino, "named", ns, paths=[f"/run/netns/{ns}"])
+    sh("ip", "netns", "del", ns)
+    notes: list[str] = []
+    assert open_handles([handle], notes) == []
+    assert notes == [f"namespace {ns} disappeared during the scan, skipped"]

@@ -33,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
     snap.add_argument("--json", action="store_true", help="print the snapshot as JSON (loadable with --load)")
     snap.add_argument("--load", metavar="FILE", help="read a saved JSON snapshot instead of the kernel")
     snap.add_argument("--limit", type=int, default=25, metavar="N", help="rows per table in the summary (0: all)")
+    snap.add_argument("--all", action="store_true", help="also show kernel-made multicast FDB/neighbour/route entries")
     _add_scope(snap)
 
     demo = sub.add_parser("demo", help="build the field notes' two-host overlay in namespaces and show it")
@@ -58,7 +59,7 @@ def _snapshot(args: argparse.Namespace) -> int:
     if args.json:
         print(codec.dumps(snap))
     else:
-        print("\n".join(snapshot_lines(snap, args.limit)))
+        print("\n".join(snapshot_lines(snap, args.limit, args.all)))
     return 0
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import TypeVar
 
-from backend.model import HostSnapshot, Link, LinkRef, Namespace, RuleSet
+from backend.model import FdbEntry, HostSnapshot, Link, LinkRef, Namespace, Neighbour, Route, RuleSet
 
 
 def ref(r: LinkRef | None) -> str:
@@ -47,10 +48,19 @@ def _vxlan(lk: Link) -> str:
     )
 
 
-def _limited(title: str, rows: list[str], limit: int) -> Iterator[str]:
-    if not rows:
+def multicast(entry: FdbEntry | Neighbour | Route) -> bool:
+    """Kernel-made multicast entries (33:33:…, 01:00:5e:…, ff02::…, fe80::/64) that bury the real ones."""
+    if isinstance(entry, FdbEntry):
+        return bool(entry.mac) and int(entry.mac[:2], 16) & 1 == 1
+    if isinstance(entry, Neighbour):
+        return entry.ip.startswith("ff") or (entry.ip[:3].isdigit() and 224 <= int(entry.ip.split(".")[0]) <= 239)
+    return entry.dst.startswith(("fe80::", "ff00::"))
+
+
+def _limited(title: str, rows: list[str], limit: int, hidden: int = 0) -> Iterator[str]:
+    if not rows and not hidden:
         return
-    yield f"  {title} ({len(rows)})"
+    yield f"  {title} ({len(rows)})" + (f" +{hidden} multicast hidden (--all shows them)" if hidden else "")
     shown = rows if limit <= 0 else rows[:limit]
     yield from (f"    {r}" for r in shown)
     if len(shown) < len(rows):
@@ -68,7 +78,15 @@ def _rules(rs: RuleSet, limit: int) -> Iterator[str]:
         yield from _limited(f"{what} [{rs.backend}]", rows, limit)
 
 
-def namespace_lines(ns: Namespace, limit: int = 25) -> Iterator[str]:
+Entry = TypeVar("Entry", FdbEntry, Neighbour, Route)
+
+
+def _split(entries: tuple[Entry, ...], show_all: bool) -> tuple[list[Entry], int]:
+    shown = [e for e in entries if show_all or not multicast(e)]
+    return shown, len(entries) - len(shown)
+
+
+def namespace_lines(ns: Namespace, limit: int = 25, show_all: bool = False) -> Iterator[str]:
     label = f" container {ns.container.name}" if ns.container else ""
     yield f"== {ns.name} [{ns.kind}{label}] {ns.id}" + (f" pids {','.join(map(str, ns.pids[:5]))}" if ns.pids else "")
     s = ns.sysctls
@@ -83,27 +101,30 @@ def namespace_lines(ns: Namespace, limit: int = 25) -> Iterator[str]:
     ]  # fmt: skip
     yield from _limited("bridges", bridges, limit)
     yield from _limited("vxlan", [_vxlan(lk) for lk in ns.links if lk.vxlan], limit)
+    fdb_entries, fdb_hidden = _split(ns.fdb, show_all)
     fdb = [
         f"{e.mac} dev {e.device}" + (f" vlan {e.vlan}" if e.vlan else "") + (f" dst {e.dst}" if e.dst else "")
         + (f" vni {e.vni}" if e.vni else "") + (f" master {e.master}" if e.master else "")
         + "".join(f" {f}" for f in e.flags) + f" {e.state}"
-        for e in ns.fdb
+        for e in fdb_entries
     ]  # fmt: skip
-    yield from _limited("fdb", fdb, limit)
-    neigh = [f"{n.ip} dev {n.device} lladdr {n.mac or '-'} {' '.join(n.state)}" for n in ns.neighbours]
-    yield from _limited("neigh", neigh, limit)
+    yield from _limited("fdb", fdb, limit, fdb_hidden)
+    neighbours, neigh_hidden = _split(ns.neighbours, show_all)
+    neigh = [f"{n.ip} dev {n.device} lladdr {n.mac or '-'} {' '.join(n.state)}" for n in neighbours]
+    yield from _limited("neigh", neigh, limit, neigh_hidden)
+    route_entries, routes_hidden = _split(ns.routes, show_all)
     routes = [
         f"{r.dst}" + (f" via {r.gateway}" if r.gateway else "") + (f" dev {r.device}" if r.device else "")
         + (f" src {r.source}" if r.source else "") + (f" table {r.table}" if r.table != 254 else "")
         + (f" {r.type}" if r.type != "unicast" else "")
-        for r in ns.routes
+        for r in route_entries
     ]  # fmt: skip
-    yield from _limited("routes", routes, limit)
+    yield from _limited("routes", routes, limit, routes_hidden)
     for rs in ns.netfilter:
         yield from _rules(rs, limit)
 
 
-def snapshot_lines(snap: HostSnapshot, limit: int = 25) -> Iterator[str]:
+def snapshot_lines(snap: HostSnapshot, limit: int = 25, show_all: bool = False) -> Iterator[str]:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snap.taken_at))
     yield f"host {snap.host}  kernel {snap.kernel}  taken {when}  {len(snap.namespaces)} namespaces"
     pairs = snap.veth_pairs()
@@ -114,7 +135,7 @@ def snapshot_lines(snap: HostSnapshot, limit: int = 25) -> Iterator[str]:
         if len(shown) < len(pairs):
             yield f"  … {len(pairs) - len(shown)} more (--limit 0 shows all)"
     for ns in snap.namespaces:
-        yield from namespace_lines(ns, limit)
+        yield from namespace_lines(ns, limit, show_all)
     if snap.notes:
         yield "notes"
         yield from (f"  - {n}" for n in snap.notes)
