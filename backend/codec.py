@@ -1,9 +1,9 @@
 """Snapshots to JSON and back, losslessly.
 
 A saved snapshot is a ticket attachment, an offline input and a test fixture, so
-``load(dump(s)) == s`` must hold exactly. The codec is generic over the frozen
-dataclasses of ``backend.model``: it follows their type hints, so adding a field to
-the model needs no change here.
+``load(dump(s)) == s`` must hold exactly. The codec is generic over frozen
+dataclasses (the model's, and the store's records): it follows their type hints,
+so adding a field needs no change here.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def to_data(obj: Any) -> Any:
 
 @cache
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls, vars(model))
+    return typing.get_type_hints(cls)
 
 
 def from_data(tp: Any, data: Any) -> Any:

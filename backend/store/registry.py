@@ -1,0 +1,175 @@
+"""Networks, hosts, containers, endpoints and allocations over any ``KV``.
+
+Records are JSON under ``hosts/``, ``networks/``, ``containers/`` and
+``endpoints/<network>/<container>``. Everything that must be unique across the
+cluster — names, VNIs, IPs, non-overlapping subnets — is claimed with a
+check-and-set write, so two hosts creating at once never both get it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+from backend.codec import from_data
+from backend.errors import VxrayError
+from backend.records import ContainerRecord, Endpoint, HostRecord, NetworkRecord
+from backend.store.consul_kv import ConsulKV
+from backend.store.embedded import EmbeddedKV
+from backend.store.kv import KV
+
+R = TypeVar("R", HostRecord, NetworkRecord, ContainerRecord, Endpoint)
+DEFAULT_PATH = "/var/lib/vxray/store.db"
+FIRST_VNI = 256  # Docker's overlay driver starts here too
+SUBNETS = "alloc/subnets"
+
+
+def open_store(url: str | None = None, token: str | None = None) -> Registry:
+    """``None``: ``$VXRAY_STORE`` or the embedded default; ``file:///path``; ``consul://HOST[:PORT][/prefix]``."""
+    url = url or os.environ.get("VXRAY_STORE") or f"file://{DEFAULT_PATH}"
+    if url.startswith("consul://"):
+        return Registry(ConsulKV(url, token or os.environ.get("CONSUL_HTTP_TOKEN")))
+    if url.startswith("file://"):
+        return Registry(EmbeddedKV(url[len("file://") :]))
+    raise VxrayError(f"invalid store URL {url!r}: expected file:///PATH or consul://HOST[:PORT][/prefix]")
+
+
+class Registry:
+    def __init__(self, kv: KV) -> None:
+        self.kv = kv
+
+    def close(self) -> None:
+        self.kv.close()
+
+    # records ---------------------------------------------------------------
+
+    def _get(self, cls: type[R], key: str) -> R | None:
+        raw, _ = self.kv.get(key)
+        return from_data(cls, json.loads(raw)) if raw is not None else None
+
+    def _list(self, cls: type[R], prefix: str) -> list[R]:
+        return [from_data(cls, json.loads(raw)) for raw, _ in self.kv.items(prefix).values()]
+
+    def _create(self, key: str, record: Any, what: str) -> None:
+        if not self.kv.put(key, json.dumps(asdict(record)).encode(), cas=0):
+            raise VxrayError(f"{what} already exists")
+
+    def _replace(self, key: str, record: Any) -> None:
+        self.kv.put(key, json.dumps(asdict(record)).encode())
+
+    def host(self, name: str) -> HostRecord | None:
+        return self._get(HostRecord, f"hosts/{name}")
+
+    def hosts(self) -> list[HostRecord]:
+        return self._list(HostRecord, "hosts/")
+
+    def add_host(self, rec: HostRecord) -> None:
+        self._create(f"hosts/{rec.name}", rec, f"host {rec.name}")
+
+    def remove_host(self, name: str) -> None:
+        self.kv.delete(f"hosts/{name}")
+
+    def network(self, name: str) -> NetworkRecord | None:
+        return self._get(NetworkRecord, f"networks/{name}")
+
+    def networks(self) -> list[NetworkRecord]:
+        return self._list(NetworkRecord, "networks/")
+
+    def add_network(self, rec: NetworkRecord) -> None:
+        self._create(f"networks/{rec.name}", rec, f"network {rec.name}")
+
+    def remove_network(self, name: str) -> None:
+        self.kv.delete(f"networks/{name}")
+
+    def container(self, name: str) -> ContainerRecord | None:
+        return self._get(ContainerRecord, f"containers/{name}")
+
+    def containers(self) -> list[ContainerRecord]:
+        return self._list(ContainerRecord, "containers/")
+
+    def add_container(self, rec: ContainerRecord) -> None:
+        self._create(f"containers/{rec.name}", rec, f"container {rec.name}")
+
+    def update_container(self, rec: ContainerRecord) -> None:
+        self._replace(f"containers/{rec.name}", rec)
+
+    def remove_container(self, name: str) -> None:
+        self.kv.delete(f"containers/{name}")
+
+    def endpoints(self, network: str | None = None) -> list[Endpoint]:
+        return self._list(Endpoint, f"endpoints/{network}/" if network else "endpoints/")
+
+    def add_endpoint(self, ep: Endpoint) -> None:
+        self._create(f"endpoints/{ep.network}/{ep.container}", ep, f"{ep.container} on network {ep.network}")
+
+    def remove_endpoint(self, network: str, container: str) -> None:
+        self.kv.delete(f"endpoints/{network}/{container}")
+
+    # allocations -------------------------------------------------------------
+
+    def claim_vni(self, wanted: int | None, network: str) -> int:
+        """Claim ``wanted`` or the lowest free VNI from 256."""
+        if wanted is not None:
+            if not self.kv.put(f"alloc/vni/{wanted}", network.encode(), cas=0):
+                owner, _ = self.kv.get(f"alloc/vni/{wanted}")
+                raise VxrayError(f"VNI {wanted} is already used by network {(owner or b'?').decode()}")
+            return wanted
+        taken = {int(k.rsplit("/", 1)[1]) for k in self.kv.items("alloc/vni/")}
+        vni = FIRST_VNI
+        while True:
+            if vni not in taken and self.kv.put(f"alloc/vni/{vni}", network.encode(), cas=0):
+                return vni
+            vni += 1
+
+    def release_vni(self, vni: int) -> None:
+        self.kv.delete(f"alloc/vni/{vni}")
+
+    def claim_subnet(self, subnet: ipaddress.IPv4Network, network: str, scope: str) -> None:
+        """Record ``subnet`` unless it overlaps one in the same scope (a host, or ``overlay``).
+
+        Overlays span every host, so they conflict with everything; two hosts'
+        bridges may reuse a range, as two Docker hosts' docker0 do.
+        """
+        while True:
+            raw, index = self.kv.get(SUBNETS)
+            claimed: list[dict[str, str]] = json.loads(raw) if raw else []
+            for c in claimed:
+                if (c["scope"] == scope or "overlay" in (c["scope"], scope)) and subnet.overlaps(
+                    ipaddress.IPv4Network(c["subnet"])
+                ):
+                    raise VxrayError(f"subnet {subnet} overlaps {c['subnet']} of network {c['network']}")
+            claimed.append({"subnet": str(subnet), "network": network, "scope": scope})
+            if self.kv.put(SUBNETS, json.dumps(claimed).encode(), cas=index):
+                return
+
+    def release_subnet(self, network: str) -> None:
+        while True:
+            raw, index = self.kv.get(SUBNETS)
+            claimed = [c for c in json.loads(raw or b"[]") if c["network"] != network]
+            if self.kv.put(SUBNETS, json.dumps(claimed).encode(), cas=index):
+                return
+
+    def claim_ip(self, net: NetworkRecord, owner: str, wanted: str | None = None) -> str:
+        """Claim ``wanted`` or the first free address of the network's subnet."""
+        prefix = f"alloc/ip/{net.name}/"
+        if wanted is not None:
+            if not self.kv.put(prefix + wanted, owner.encode(), cas=0):
+                holder, _ = self.kv.get(prefix + wanted)
+                raise VxrayError(f"IP {wanted} is already taken on network {net.name} by {(holder or b'?').decode()}")
+            return wanted
+        taken = {k[len(prefix) :] for k in self.kv.items(prefix)}
+        for host in ipaddress.IPv4Network(net.subnet).hosts():
+            ip = str(host)
+            if ip not in taken and self.kv.put(prefix + ip, owner.encode(), cas=0):
+                return ip
+        raise VxrayError(f"network {net.name} has no free address left in {net.subnet}")
+
+    def release_ip(self, network: str, ip: str) -> None:
+        self.kv.delete(f"alloc/ip/{network}/{ip}")
+
+    def release_all_ips(self, network: str) -> None:
+        for key in self.kv.items(f"alloc/ip/{network}/"):
+            self.kv.delete(key)

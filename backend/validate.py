@@ -1,0 +1,99 @@
+"""Parse what an operator typed, or say in one line which value is wrong.
+
+Every operation validates all of its input here before it changes anything, so
+bad input never leaves a half-built network behind.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from backend.errors import VxrayError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
+_IFNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,15}$")
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+VNI_MAX = 16_777_215
+
+
+def name(value: str, what: str = "name") -> str:
+    if not _NAME.match(value):
+        raise VxrayError(f"invalid {what} {value!r}: use letters, digits, '_', '.', '-' (at most 48)")
+    return value
+
+
+def ifname(value: str) -> str:
+    if not _IFNAME.match(value) or value in (".", ".."):
+        raise VxrayError(f"invalid device name {value!r}: at most 15 characters, no spaces or '/'")
+    return value
+
+
+def mac(value: str) -> str:
+    if not _MAC.match(value):
+        raise VxrayError(f"invalid MAC address {value!r}: expected six hex pairs like 02:42:ac:15:00:01")
+    if int(value[:2], 16) & 1:
+        raise VxrayError(f"invalid MAC address {value!r}: a multicast address cannot be a station")
+    return value.lower()
+
+
+def ipv4(value: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        raise VxrayError(f"invalid IPv4 address {value!r}") from None
+
+
+def cidr(value: str) -> ipaddress.IPv4Network:
+    try:
+        net = ipaddress.IPv4Network(value, strict=True)
+    except ValueError as exc:
+        raise VxrayError(f"invalid subnet {value!r}: {exc}") from None
+    if net.prefixlen > 30:
+        raise VxrayError(f"invalid subnet {value!r}: /{net.prefixlen} leaves no room for containers")
+    return net
+
+
+def vni(value: str | int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise VxrayError(f"invalid VNI {value!r}: expected a number 1-{VNI_MAX}") from None
+    if not 1 <= number <= VNI_MAX:
+        raise VxrayError(f"invalid VNI {value!r}: outside 1-{VNI_MAX}")
+    return number
+
+
+def mtu(value: str | int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise VxrayError(f"invalid MTU {value!r}") from None
+    if not 68 <= number <= 65535:
+        raise VxrayError(f"invalid MTU {value!r}: outside 68-65535")
+    return number
+
+
+def port(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise VxrayError(f"invalid port {value!r}: expected 1-65535")
+    return int(value)
+
+
+def port_mapping(value: str) -> tuple[int, int, str]:
+    """``HOSTPORT:PORT[/tcp|udp]`` as Docker's ``-p`` takes it."""
+    spec, _, proto = value.partition("/")
+    proto = proto or "tcp"
+    if proto not in ("tcp", "udp"):
+        raise VxrayError(f"invalid protocol {proto!r} in {value!r}: tcp or udp")
+    host, sep, ctr = spec.partition(":")
+    if not sep:
+        raise VxrayError(f"invalid port mapping {value!r}: expected HOSTPORT:PORT[/tcp|udp]")
+    return port(host), port(ctr), proto
+
+
+def ip_in(value: str, subnet: ipaddress.IPv4Network) -> str:
+    ip = ipaddress.IPv4Address(ipv4(value))
+    if ip not in subnet or ip in (subnet.network_address, subnet.broadcast_address):
+        raise VxrayError(f"IP {value} is not a usable address of subnet {subnet}")
+    return str(ip)
