@@ -7,38 +7,33 @@ exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, is_dataclass
+from typing import Any
 
 from backend import codec
 from backend.errors import VxrayError
+from tui.grammar import UsageError, keywords, parser
 
 
-def _add_scope(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("scope (which namespaces belong to the host)")
-    g.add_argument("--host-netns", metavar="NAME", help="treat this named netns (or path) as the host's own")
-    g.add_argument("--netns", metavar="NAME", action="append", default=[],
-                   help="only this namespace (name, glob or path); repeatable")  # fmt: skip
-    g.add_argument("--netns-dir", metavar="DIR", action="append", default=[],
-                   help="only the namespaces bind-mounted in DIR (e.g. /run/docker/netns); repeatable")  # fmt: skip
-    p.add_argument("--docker", metavar="URL", help="Docker Engine to label containers from "
-                   "(default: $DOCKER_HOST or /var/run/docker.sock; 'none' to skip)")  # fmt: skip
+def _emit(args: argparse.Namespace, data: Any, text: str) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps(asdict(data) if is_dataclass(data) else data, indent=2))
+    elif text:
+        print(text)
+    return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vxray", description="See and fix container networking on Linux hosts.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    snap = sub.add_parser("snapshot", help="every namespace, link, FDB, neighbour, route and NAT rule of a host")
-    snap.add_argument("--json", action="store_true", help="print the snapshot as JSON (loadable with --load)")
-    snap.add_argument("--load", metavar="FILE", help="read a saved JSON snapshot instead of the kernel")
-    snap.add_argument("--limit", type=int, default=25, metavar="N", help="rows per table in the summary (0: all)")
-    snap.add_argument("--all", action="store_true", help="also show kernel-made multicast FDB/neighbour/route entries")
-    _add_scope(snap)
-
-    demo = sub.add_parser("demo", help="build the field notes' two-host overlay in namespaces and show it")
-    demo.add_argument("action", nargs="?", choices=("up", "down"), default="up")
-    return p
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    if not rows:
+        return "(none)"
+    cells = [[str(r.get(c) if r.get(c) is not None else "-") for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _snapshot(args: argparse.Namespace) -> int:
@@ -54,8 +49,7 @@ def _snapshot(args: argparse.Namespace) -> int:
         from backend.collect import collect
         from backend.netns import Scope
 
-        scope = Scope(args.host_netns, tuple(args.netns), tuple(args.netns_dir))
-        snap = collect(scope, docker=args.docker)
+        snap = collect(Scope(args.host_netns, tuple(args.netns), tuple(args.netns_dir)), docker=args.docker)
     if args.json:
         print(codec.dumps(snap))
     else:
@@ -81,12 +75,116 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"snapshot": _snapshot, "demo": _demo}
+def _context(args: argparse.Namespace) -> Any:
+    from backend.ops.context import Context
+    from backend.store.registry import open_store
+
+    return Context(open_store(args.store, args.store_token))
+
+
+def _network(args: argparse.Namespace) -> int:
+    from backend.ops import containers, networks
+
+    ctx = _context(args)
+    if args.action == "create":
+        opts = {}
+        for opt in args.opt:
+            key, sep, value = opt.partition("=")
+            if not sep:
+                raise UsageError(f"invalid option {opt!r}: expected KEY=VALUE")
+            opts[key] = value
+        rec = networks.create(ctx, args.name, args.driver, args.subnet, args.gateway, args.vni, args.mtu,
+                              learning=args.learning, internal=args.internal, options=opts, host=args.host)  # fmt: skip
+        return _emit(args, rec, rec.id)
+    if args.action == "ls":
+        rows = networks.network_list(ctx)
+        return _emit(args, rows, _table(rows, ["name", "id", "driver", "subnet", "gateway", "vni", "host"]))
+    if args.action == "inspect":
+        print(json.dumps(networks.inspect(ctx, args.name), indent=2))
+        return 0
+    if args.action == "rm":
+        networks.remove(ctx, args.name, args.force)
+        return _emit(args, {"removed": args.name}, args.name)
+    if args.action == "connect":
+        ep = containers.connect(ctx, args.network, args.container, args.ip, args.mac)
+        return _emit(args, ep, f"{ep.container} {ep.ifname} {ep.ip} {ep.mac} on {ep.network}")
+    containers.disconnect(ctx, args.network, args.container)
+    return _emit(args, {"disconnected": args.container, "network": args.network}, "")
+
+
+def _container(args: argparse.Namespace) -> int:
+    from backend.ops import containers
+
+    ctx = _context(args)
+    if args.action == "run":
+        rec = containers.run(ctx, args.name, args.host, args.net, args.ip, args.mac, args.network_mode)
+        return _emit(args, containers.inspect(ctx, rec.name), rec.name)
+    if args.action == "rm":
+        containers.remove(ctx, args.name)
+        return _emit(args, {"removed": args.name}, args.name)
+    if args.action == "ls":
+        rows = containers.container_list(ctx)
+        return _emit(args, rows, _table(rows, ["name", "host", "mode", "netns", "networks"]))
+    info = containers.inspect(ctx, args.name)
+    nets = "\n".join(f"  {n}: {v['interface']} {v['ip']} {v['mac']}" for n, v in info["networks"].items())
+    return _emit(args, info, f"{info['name']} on host {info['host']} netns {info['netns']} ({info['mode']})\n{nets}")
+
+
+def _fdb(args: argparse.Namespace) -> int:
+    from backend.ops import entries
+
+    ctx = _context(args)
+    if args.action == "sync":
+        (net,), _ = keywords(args.words, (), 1)
+        plan = entries.sync(ctx, net, args.dry_run)
+        return _emit(args, [c.as_dict() for c in plan], "\n".join(f"{c.host}: {c.command}" for c in plan))
+    (mac,), kw = keywords(args.words, ("dev", "dst"), 1)
+    if "dst" not in kw:
+        raise UsageError("fdb add/del needs `dst IP` (the remote VTEP)")
+    change = entries.fdb(ctx, args.action, mac, kw["dst"], kw.get("dev"), args.netns, args.network, args.host)
+    return _emit(args, change.as_dict(), f"{change.host}: {change.command}")
+
+
+def _arp(args: argparse.Namespace) -> int:
+    from backend.ops import entries
+
+    ctx = _context(args)
+    pos, kw = keywords(args.words, ("dev",), 2)
+    ip, mac = pos[0], pos[1] if len(pos) > 1 else None
+    change = entries.arp(ctx, args.action, ip, mac, args.container, args.netns, kw.get("dev"), args.host)
+    return _emit(args, change.as_dict(), f"{change.host}: {change.command}")
+
+
+def _host(args: argparse.Namespace) -> int:
+    from backend.ops import hostops
+
+    ctx = _context(args)
+    if args.action == "add":
+        rec = hostops.add(ctx, args.name, args.netns, args.vtep)
+        return _emit(args, rec, rec.name)
+    if args.action == "rm":
+        hostops.remove(ctx, args.name)
+        return _emit(args, {"removed": args.name}, args.name)
+    rows = hostops.host_list(ctx)
+    return _emit(args, rows, _table(rows, ["name", "vtep", "netns"]))
+
+
+def _port(args: argparse.Namespace) -> int:
+    from backend.ops import ports
+
+    p = ports.publish(_context(args), args.container, args.mapping)
+    return _emit(args, p, f"{args.container} {p.host_port}->{p.port}/{p.proto}")
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "snapshot": _snapshot, "demo": _demo, "network": _network, "container": _container, "fdb": _fdb,
+    "arp": _arp, "host": _host, "port": _port,
+}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
     try:
+        args = parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except VxrayError as exc:
         print(f"vxray: {exc}", file=sys.stderr)

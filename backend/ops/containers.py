@@ -1,0 +1,219 @@
+"""``container run|rm|ls|inspect`` and ``network connect|disconnect``.
+
+A lab container is a network namespace (no image) on a host. Attaching it to a
+network makes a veth pair — ``eth<n>`` inside, a deterministic ``vx<hash>`` on
+the bridge side (the host's bridge, or ``br0`` in the overlay's sandbox) — or, on
+a macvlan network, a macvlan device on the parent. Addresses come from the
+store; a MAC not given is derived from the IP as Docker does (02:42:<ip>).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from typing import Any
+
+from pyroute2 import NetlinkError
+
+from backend import validate
+from backend.errors import VxrayError
+from backend.hosts import Host, index_of, kernel_error
+from backend.ops import networks
+from backend.ops.context import Context
+from backend.ops.ports import unpublish_all
+from backend.ops.txn import Undo
+from backend.records import ContainerRecord, Endpoint, NetworkRecord
+
+MODES = ("bridge", "host", "none")
+
+
+def mac_for(ip: str) -> str:
+    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
+
+
+def host_ifname(container: str, network: str) -> str:
+    """The bridge-side name: stable for (container, network), unique enough, 10 characters."""
+    return "vx" + hashlib.sha1(f"{container}/{network}".encode()).hexdigest()[:8]
+
+
+def run(
+    ctx: Context,
+    name: str,
+    host: str | None = None,
+    net: str | None = None,
+    ip: str | None = None,
+    mac: str | None = None,
+    mode: str = "bridge",
+) -> ContainerRecord:
+    validate.name(name, "container name")
+    h = ctx.host(host)
+    shared = None
+    if mode.startswith("container:"):
+        other = mode.split(":", 1)[1]
+        shared = ctx.container(other)
+        if shared.netns is None or shared.host != h.name:
+            raise VxrayError(f"cannot join container {other}: it has no namespace of its own on host {h.name}")
+    elif mode not in MODES:
+        raise VxrayError(f"invalid network mode {mode!r}: bridge, host, none or container:NAME")
+    if net and mode != "bridge":
+        raise VxrayError(f"--net {net} needs network mode bridge, not {mode}")
+    if (ip or mac) and not net:
+        raise VxrayError("--ip/--mac need --net")
+    if ctx.store.container(name) is not None:
+        raise VxrayError(f"container {name} already exists")
+    network = _check_attach(ctx, h, net, ip, mac) if net else None
+    if mode in ("bridge", "none") and h.has_netns(h.ns_name(name)):
+        raise VxrayError(f"namespace {h.ns_name(name)} already exists on host {h.name}")
+
+    with Undo() as undo:
+        netns = None if mode == "host" else (shared.netns if shared else h.add_netns(name))
+        if mode in ("bridge", "none"):
+            undo.push(h.remove_netns, netns)
+        rec = ContainerRecord(name, h.name, netns, mode)
+        ctx.store.add_container(rec)
+        undo.push(ctx.store.remove_container, name)
+        if network:
+            _attach(ctx, h, rec, network, ip, mac, undo)
+    return rec
+
+
+def _check_attach(ctx: Context, h: Host, net: str, ip: str | None, mac: str | None) -> NetworkRecord:
+    network = ctx.network(net)
+    if network.host and network.host != h.name:
+        raise VxrayError(f"network {net} is local to host {network.host}, not {h.name}")
+    if ip:
+        validate.ip_in(ip, ipaddress.IPv4Network(network.subnet))
+    if mac:
+        validate.mac(mac)
+    return network
+
+
+def _attach(
+    ctx: Context, h: Host, rec: ContainerRecord, net: NetworkRecord, ip: str | None, mac: str | None, undo: Undo
+) -> Endpoint:
+    if rec.netns is None:
+        raise VxrayError(f"container {rec.name} uses the host's network: it cannot join network {net.name}")
+    ip = ctx.store.claim_ip(net, rec.name, ip)
+    undo.push(ctx.store.release_ip, net.name, ip)
+    mac = validate.mac(mac) if mac else mac_for(ip)
+    ifname = f"eth{len([e for e in ctx.store.endpoints() if e.container == rec.name])}"
+    outside = host_ifname(rec.name, net.name)
+    if net.driver == "macvlan":
+        _macvlan(h, rec, net, outside, ifname, undo)
+    else:
+        if net.driver == "overlay":
+            side_ns, bridge = networks.ensure_sandbox(ctx, h, net, undo), networks.SANDBOX_BRIDGE
+        else:
+            side_ns, bridge = None, net.options["bridge_name"]
+        _veth(h, rec, net, side_ns, bridge, outside, ifname, undo)
+    prefix = ipaddress.IPv4Network(net.subnet).prefixlen
+    with h.ipr(rec.netns) as ipr:
+        idx = index_of(ipr, ifname, rec.netns)
+        ipr.link("set", index=idx, address=mac, mtu=net.mtu)
+        ipr.addr("add", index=idx, address=ip, prefixlen=prefix)
+        ipr.link("set", index=idx, state="up")
+        if net.driver == "bridge" and not net.internal:
+            _default_route(ipr, net.gateway)
+    ep = Endpoint(rec.name, net.name, h.name, ifname, mac, ip, outside)
+    ctx.store.add_endpoint(ep)
+    undo.push(ctx.store.remove_endpoint, net.name, rec.name)
+    return ep
+
+
+def _default_route(ipr: Any, gateway: str) -> None:
+    """A default route via the bridge's gateway, unless the container has one already."""
+    if not any(r.get("dst_len") == 0 for r in ipr.get_routes(family=2, table=254)):
+        ipr.route("add", dst="0.0.0.0/0", gateway=gateway)
+
+
+def _veth(
+    h: Host, rec: ContainerRecord, net: NetworkRecord, side_ns: str | None, bridge: str, outside: str,
+    ifname: str, undo: Undo,
+) -> None:  # fmt: skip
+    where = side_ns or f"host {h.name}"
+    with h.ipr(side_ns) as ipr:
+        if ipr.link_lookup(ifname=outside):
+            raise VxrayError(f"device {outside} already exists in {where}")
+        try:
+            ipr.link("add", ifname=outside, kind="veth", peer={"ifname": ifname, "net_ns_fd": rec.netns})
+        except NetlinkError as exc:
+            raise kernel_error(exc, f"cannot create veth {outside} in {where}") from None
+        undo.push(networks.delete_link, h, outside, side_ns)
+        idx = index_of(ipr, outside, where)
+        ipr.link("set", index=idx, mtu=net.mtu, master=index_of(ipr, bridge, where), state="up")
+
+
+def _macvlan(h: Host, rec: ContainerRecord, net: NetworkRecord, outside: str, ifname: str, undo: Undo) -> None:
+    parent = net.options["parent"]
+    with h.ipr() as ipr:
+        try:
+            ipr.link(
+                "add", ifname=outside, kind="macvlan", link=index_of(ipr, parent, h.name),
+                macvlan_mode=net.options.get("macvlan_mode", "bridge"),
+            )  # fmt: skip
+        except NetlinkError as exc:
+            raise kernel_error(exc, f"cannot create macvlan on {parent} of host {h.name}") from None
+        undo.push(networks.delete_link, h, outside, None)
+        ipr.link("set", index=index_of(ipr, outside, h.name), net_ns_fd=rec.netns)
+    with h.ipr(rec.netns) as ipr:
+        ipr.link("set", index=index_of(ipr, outside, rec.netns), ifname=ifname)
+
+
+def connect(ctx: Context, net: str, container: str, ip: str | None = None, mac: str | None = None) -> Endpoint:
+    rec = ctx.container(container)
+    h = ctx.host(rec.host)
+    if any(e.container == container for e in ctx.store.endpoints(net)):
+        raise VxrayError(f"container {container} is already connected to network {net}")
+    network = _check_attach(ctx, h, net, ip, mac)
+    with Undo() as undo:
+        return _attach(ctx, h, rec, network, ip, mac, undo)
+
+
+def disconnect(ctx: Context, net: str, container: str) -> None:
+    ep = next((e for e in ctx.store.endpoints(net) if e.container == container), None)
+    if ep is None:
+        raise VxrayError(f"container {container} is not connected to network {net}")
+    rec = ctx.container(container)
+    if rec.ports and ctx.network(net).driver == "bridge":
+        unpublish_all(ctx, rec)  # published through this bridge: the rules would point nowhere
+    h = ctx.host(rec.host)
+    if rec.netns and h.has_netns(rec.netns):
+        networks.delete_link(h, ep.ifname, rec.netns)
+    ctx.store.release_ip(net, ep.ip)
+    ctx.store.remove_endpoint(net, container)
+
+
+def remove(ctx: Context, name: str) -> None:
+    rec = ctx.container(name)
+    dependants = [c.name for c in ctx.store.containers() if c.mode == f"container:{name}"]
+    if dependants:
+        raise VxrayError(f"container {name} is shared by {', '.join(sorted(dependants))}: remove them first")
+    unpublish_all(ctx, rec)
+    for ep in ctx.store.endpoints():
+        if ep.container == name:
+            disconnect(ctx, ep.network, name)
+    h = ctx.host(rec.host)
+    if rec.mode in ("bridge", "none") and rec.netns:
+        h.remove_netns(rec.netns)
+    ctx.store.remove_container(name)
+
+
+def container_list(ctx: Context) -> list[dict[str, Any]]:
+    eps = ctx.store.endpoints()
+    return [
+        {"name": c.name, "host": c.host, "mode": c.mode, "netns": c.netns,
+         "networks": {e.network: e.ip for e in eps if e.container == c.name}}
+        for c in sorted(ctx.store.containers(), key=lambda c: c.name)
+    ]  # fmt: skip
+
+
+def inspect(ctx: Context, name: str) -> dict[str, Any]:
+    rec = ctx.container(name)
+    return {
+        "name": rec.name, "host": rec.host, "netns": rec.netns, "mode": rec.mode,
+        "ports": [f"{p.host_port}:{p.port}/{p.proto}" for p in rec.ports],
+        "networks": {
+            e.network: {"interface": e.ifname, "mac": e.mac, "ip": e.ip, "bridge_side": e.host_ifname}
+            for e in ctx.store.endpoints() if e.container == name
+        },
+    }  # fmt: skip

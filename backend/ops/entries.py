@@ -1,0 +1,187 @@
+"""Static FDB and ARP entries: the field notes' repair, by hand or for a whole overlay.
+
+``bridge fdb add <remote mac> dev vxlan1 dst <remote host ip>`` in the sandbox and
+``arp -s <remote ip> <remote mac>`` in the container make a cross-host ping work
+when the underlay has no multicast. ``fdb sync`` programs, on every host, what the
+store's endpoints call for — the remote MACs on ``vxlan1`` with their VTEP, and
+their IPs in the sandbox's neighbour table where the VXLAN device's ARP proxy
+answers from — which is what Docker's overlay driver does by itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from pyroute2 import NetlinkError
+
+from backend import validate
+from backend.errors import VxrayError
+from backend.hosts import Host, index_of
+from backend.ops.context import Context
+from backend.ops.networks import SANDBOX_VXLAN, sandbox_name
+
+NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
+NTF_SELF = 0x02  # the VXLAN device's own table, where dst lives (not the bridge's: that is "master")
+FLOOD_MAC = "00:00:00:00:00:00"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One kernel change, with the iproute2 command an operator would type for it."""
+
+    host: str
+    netns: str | None
+    kind: str  # fdb | neigh
+    action: str  # add | del | replace | append
+    mac: str
+    dev: str
+    dst: str | None = None  # fdb: the remote VTEP
+    ip: str | None = None  # neigh: the address
+
+    @property
+    def command(self) -> str:
+        where = f"ip netns exec {self.netns} " if self.netns else ""
+        if self.kind == "fdb":
+            return f"{where}bridge fdb {self.action} {self.mac} dev {self.dev} dst {self.dst}"
+        state = "" if self.action == "del" else " nud permanent"
+        return f"{where}ip neigh {self.action} {self.ip} lladdr {self.mac} dev {self.dev}{state}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "netns": self.netns, "kind": self.kind, "action": self.action, "mac": self.mac,
+                "dev": self.dev, "dst": self.dst, "ip": self.ip, "command": self.command}  # fmt: skip
+
+
+def resolve_netns(ctx: Context, h: Host, netns: str | None) -> str | None:
+    """``--netns``: a container's name, a namespace of the host, or a machine-wide netns name."""
+    if netns is None:
+        return None
+    rec = ctx.store.container(netns)
+    if rec is not None and rec.host == h.name:
+        return rec.netns
+    for candidate in (h.ns_name(netns), netns):
+        if h.has_netns(candidate):
+            return candidate
+    raise VxrayError(f"unknown namespace {netns!r} on host {h.name}")
+
+
+def apply(h: Host, change: Change) -> None:
+    where = change.netns or f"host {h.name}"
+    with h.ipr(change.netns) as ipr:
+        idx = index_of(ipr, change.dev, where)
+        try:
+            if change.kind == "fdb":
+                ipr.fdb(change.action, ifindex=idx, lladdr=change.mac, dst=change.dst, flags=NTF_SELF,
+                        state=NUD_NOARP | NUD_PERMANENT)  # fmt: skip
+            else:
+                state = {} if change.action == "del" else {"state": NUD_PERMANENT}
+                ipr.neigh(change.action, dst=change.ip, lladdr=change.mac, ifindex=idx, **state)
+        except NetlinkError as exc:
+            what = f"{change.kind} entry {change.mac} dev {change.dev} in {where}"
+            if exc.code == errno.EEXIST:
+                raise VxrayError(f"{what} already exists") from None
+            if exc.code == errno.ENOENT:
+                raise VxrayError(f"{what}: no such entry") from None
+            raise VxrayError(f"{what}: {exc.args[1] if len(exc.args) > 1 else exc}") from None
+
+
+def fdb(
+    ctx: Context, action: str, mac: str, dst: str, dev: str | None = None, netns: str | None = None,
+    network: str | None = None, host: str | None = None,
+) -> Change:  # fmt: skip
+    if action not in ("add", "del"):
+        raise VxrayError(f"invalid fdb action {action!r}: add or del")
+    mac, dst = validate.mac(mac), validate.ipv4(dst)
+    h = ctx.host(host)
+    if network is not None:
+        net = ctx.network(network)
+        if net.driver != "overlay":
+            raise VxrayError(f"network {network} is a {net.driver} network: FDB entries with dst are for overlays")
+        ns = h.ns_name(sandbox_name(net))
+        if not h.has_netns(ns):
+            raise VxrayError(f"host {h.name} has no sandbox for network {network} (no endpoint there yet)")
+        dev = dev or SANDBOX_VXLAN
+    else:
+        if dev is None:
+            raise VxrayError("fdb needs `dev DEV` or `--network NET`")
+        ns = resolve_netns(ctx, h, netns)
+    change = Change(h.name, ns, "fdb", action, mac, validate.ifname(dev), dst=dst)
+    apply(h, change)
+    return change
+
+
+def arp(
+    ctx: Context, action: str, ip: str, mac: str | None, container: str | None = None, netns: str | None = None,
+    dev: str | None = None, host: str | None = None,
+) -> Change:  # fmt: skip
+    if action not in ("add", "del"):
+        raise VxrayError(f"invalid arp action {action!r}: add or del")
+    ip = validate.ipv4(ip)
+    if action == "add" and mac is None:
+        raise VxrayError("arp add needs a MAC address")
+    mac = validate.mac(mac) if mac else "00:00:00:00:00:00"
+    if container is not None:
+        rec = ctx.container(container)
+        h, ns = ctx.host(rec.host), rec.netns
+    else:
+        h = ctx.host(host)
+        ns = resolve_netns(ctx, h, netns)
+    dev = validate.ifname(dev) if dev else _device_for(h, ns, ip)
+    change = Change(h.name, ns, "neigh", "replace" if action == "add" else "del", mac, dev, ip=ip)
+    apply(h, change)
+    return change
+
+
+def _device_for(h: Host, ns: str | None, ip: str) -> str:
+    """The device whose subnet holds ``ip`` — where the kernel would ARP for it."""
+    addr = ipaddress.IPv4Address(ip)
+    with h.ipr(ns) as ipr:
+        for a in ipr.get_addr(family=2):
+            net = ipaddress.IPv4Network(f"{a.get('address')}/{a['prefixlen']}", strict=False)
+            if addr in net:
+                return ipr.get_links(a["index"])[0].get("ifname")
+    raise VxrayError(f"no device in {ns or f'host {h.name}'} has a subnet holding {ip}: give `dev DEV`")
+
+
+def sync_plan(ctx: Context, network: str) -> list[Change]:
+    """What every host's sandbox needs for ``network``: remote MACs with their VTEP, and their IPs."""
+    net = ctx.network(network)
+    if net.driver != "overlay":
+        raise VxrayError(f"network {network} is a {net.driver} network: fdb sync is for overlays")
+    endpoints = ctx.store.endpoints(network)
+    hosts = sorted({e.host for e in endpoints})
+    vteps = {name: ctx.host(name).record.vtep for name in hosts}
+    plan = []
+    for name in hosts:
+        h = ctx.host(name)
+        ns = h.ns_name(sandbox_name(net))
+        if net.learning:
+            plan += [Change(name, ns, "fdb", "append", FLOOD_MAC, SANDBOX_VXLAN, dst=vteps[o])
+                     for o in hosts if o != name]  # fmt: skip
+        for ep in sorted(endpoints, key=lambda e: e.container):
+            if ep.host != name:
+                plan.append(Change(name, ns, "fdb", "replace", ep.mac, SANDBOX_VXLAN, dst=vteps[ep.host]))
+                plan.append(Change(name, ns, "neigh", "replace", ep.mac, SANDBOX_VXLAN, ip=ep.ip))
+    return plan
+
+
+def sync(ctx: Context, network: str, dry_run: bool = False) -> list[Change]:
+    plan = sync_plan(ctx, network)
+    if not dry_run:
+        for change in plan:
+            h = ctx.host(change.host)
+            if change.action == "append" and _has_flood_entry(h, change):
+                continue
+            apply(h, change)
+    return plan
+
+
+def _has_flood_entry(h: Host, change: Change) -> bool:
+    with h.ipr(change.netns) as ipr:
+        idx = index_of(ipr, change.dev, change.netns or h.name)
+        return any(
+            e.get("lladdr") == FLOOD_MAC and e.get("dst") == change.dst
+            for e in ipr.fdb("dump", ifindex=idx)
+        )  # fmt: skip

@@ -1,0 +1,187 @@
+"""The command language, once, for bash (``vxray …``) and for the shell.
+
+Modelled on ``docker network …``, ``ip …`` and ``bridge …``. The parser raises
+``UsageError`` instead of exiting, so the shell can report a bad line and go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+from backend.errors import VxrayError
+
+
+class UsageError(VxrayError):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _scope(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("scope (which namespaces belong to the host)")
+    g.add_argument("--host-netns", metavar="NAME", help="treat this named netns (or path) as the host's own")
+    g.add_argument("--netns", metavar="NAME", action="append", default=[],
+                   help="only this namespace (name, glob or path); repeatable")  # fmt: skip
+    g.add_argument("--netns-dir", metavar="DIR", action="append", default=[],
+                   help="only the namespaces bind-mounted in DIR (e.g. /run/docker/netns); repeatable")  # fmt: skip
+    p.add_argument("--docker", metavar="URL", help="Docker Engine to label containers from "
+                   "(default: $DOCKER_HOST or /var/run/docker.sock; 'none' to skip)")  # fmt: skip
+
+
+def _network(sub: argparse._SubParsersAction) -> None:
+    net = sub.add_parser("network", help="create, list, inspect, remove, connect networks").add_subparsers(
+        dest="action", required=True, metavar="ACTION", parser_class=Parser
+    )
+    c = net.add_parser("create", help="a bridge, overlay or macvlan network")
+    c.add_argument("name")
+    c.add_argument("-d", "--driver", default="bridge", help="bridge (default), overlay or macvlan")
+    c.add_argument("--subnet", required=True, metavar="CIDR")
+    c.add_argument("--gateway", metavar="IP", help="default: the subnet's first address")
+    c.add_argument("-o", "--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="bridge_name=NAME (bridge); parent=DEV[.VLAN], macvlan_mode=MODE (macvlan)")  # fmt: skip
+    c.add_argument("--vni", metavar="N", help="overlay VNI (default: the lowest free from 256)")
+    c.add_argument("--mtu", metavar="N", help="default 1450 for overlays, 1500 otherwise")
+    mode = c.add_mutually_exclusive_group()
+    mode.add_argument("--learning", action="store_true", help="overlay: learn remote MACs, flood to every VTEP")
+    mode.add_argument("--static", action="store_true", help="overlay: no learning; entries by fdb add/sync (default)")
+    c.add_argument("--internal", action="store_true", help="bridge: no NAT egress, no traffic off the bridge")
+    c.add_argument("--host", help="host of a bridge or macvlan network")
+    _json(c)
+    _json(net.add_parser("ls", help="every network in the store"))
+    i = net.add_parser("inspect", help="a network with its endpoints per host (JSON)")
+    i.add_argument("name")
+    r = net.add_parser("rm", help="remove a network (refuses while it has endpoints)")
+    r.add_argument("name")
+    r.add_argument("--force", action="store_true", help="disconnect its endpoints first")
+    _json(r)
+    for verb, text in (("connect", "give a container an interface on a network"), ("disconnect", "take it away")):
+        p = net.add_parser(verb, help=text)
+        p.add_argument("network")
+        p.add_argument("container")
+        if verb == "connect":
+            p.add_argument("--ip", metavar="IP")
+            p.add_argument("--mac", metavar="MAC")
+        _json(p)
+
+
+def _container(sub: argparse._SubParsersAction) -> None:
+    ctr = sub.add_parser("container", help="lab containers: network namespaces, no image").add_subparsers(
+        dest="action", required=True, metavar="ACTION", parser_class=Parser
+    )
+    r = ctr.add_parser("run", help="create a container (a namespace) on a host")
+    r.add_argument("name")
+    r.add_argument("--host")
+    r.add_argument("--net", metavar="NETWORK")
+    r.add_argument("--ip", metavar="IP")
+    r.add_argument("--mac", metavar="MAC")
+    r.add_argument("--network-mode", default="bridge", metavar="MODE", help="bridge, host, none or container:NAME")
+    _json(r)
+    for verb, text in (("rm", "remove a container"), ("inspect", "host, namespace, and per network its interface")):
+        p = ctr.add_parser(verb, help=text)
+        p.add_argument("name")
+        _json(p)
+    _json(ctr.add_parser("ls", help="every container in the store"))
+
+
+def _entries(sub: argparse._SubParsersAction) -> None:
+    f = sub.add_parser(
+        "fdb",
+        help="static FDB entries: fdb add|del MAC dev DEV dst IP | fdb add MAC --network NET dst IP | fdb sync NET",
+        description="fdb add|del MAC dev DEV dst IP [--netns NS] [--host H]\n"
+        "fdb add|del MAC --network NET dst IP --host H\nfdb sync NET [--dry-run]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    f.add_argument("action", choices=("add", "del", "sync"))
+    f.add_argument("words", nargs="+", metavar="MAC|NET [dev DEV] [dst IP]")
+    f.add_argument("--network", metavar="NET", help="the overlay whose sandbox VXLAN device gets the entry")
+    f.add_argument("--netns", metavar="NS", help="a container, a namespace of the host, or a netns name")
+    f.add_argument("--host")
+    f.add_argument("--dry-run", action="store_true", help="sync: print the commands, change nothing")
+    _json(f)
+    a = sub.add_parser(
+        "arp",
+        help="static neighbour entries: arp add|del IP MAC [--container C | --netns NS] [dev DEV]",
+        description="arp add IP MAC [--container C | --netns NS] [dev DEV] [--host H]\narp del IP [...]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a.add_argument("action", choices=("add", "del"))
+    a.add_argument("words", nargs="+", metavar="IP [MAC] [dev DEV]")
+    where = a.add_mutually_exclusive_group()
+    where.add_argument("--container")
+    where.add_argument("--netns", metavar="NS")
+    a.add_argument("--host")
+    _json(a)
+
+
+def _hosts_and_ports(sub: argparse._SubParsersAction) -> None:
+    hosts = sub.add_parser("host", help="the machines the store knows").add_subparsers(
+        dest="action", required=True, metavar="ACTION", parser_class=Parser
+    )
+    a = hosts.add_parser("add", help="register a host: this machine, or a namespace acting as one")
+    a.add_argument("name")
+    a.add_argument("--netns", metavar="NS", help="the host is this named network namespace (labs)")
+    a.add_argument("--vtep", metavar="IP", help="its underlay address, the VTEP of its overlays")
+    _json(a)
+    r = hosts.add_parser("rm", help="forget a host")
+    r.add_argument("name")
+    _json(r)
+    _json(hosts.add_parser("ls", help="every host in the store"))
+    port = sub.add_parser("port", help="publish container ports").add_subparsers(
+        dest="action", required=True, metavar="ACTION", parser_class=Parser
+    )
+    p = port.add_parser("add", help="HOSTPORT:PORT[/tcp|udp], with DNAT and MASQUERADE as Docker writes them")
+    p.add_argument("container")
+    p.add_argument("mapping", metavar="HOSTPORT:PORT[/PROTO]")
+    _json(p)
+
+
+def parser() -> Parser:
+    p = Parser(prog="vxray", description="See and fix container networking on Linux hosts.")
+    p.add_argument("--store", metavar="URL", help="cluster store: file:///PATH (default $VXRAY_STORE or "
+                   "/var/lib/vxray/store.db) or consul://HOST:8500[/prefix]")  # fmt: skip
+    p.add_argument("--store-token", metavar="TOKEN", help="consul ACL token (default $CONSUL_HTTP_TOKEN)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+
+    snap = sub.add_parser("snapshot", help="every namespace, link, FDB, neighbour, route and NAT rule of a host")
+    snap.add_argument("--json", action="store_true", help="print the snapshot as JSON (loadable with --load)")
+    snap.add_argument("--load", metavar="FILE", help="read a saved JSON snapshot instead of the kernel")
+    snap.add_argument("--limit", type=int, default=25, metavar="N", help="rows per table in the summary (0: all)")
+    snap.add_argument("--all", action="store_true", help="also show kernel-made multicast FDB/neighbour/route entries")
+    _scope(snap)
+
+    demo = sub.add_parser("demo", help="build the field notes' two-host overlay in namespaces and show it")
+    demo.add_argument("action", nargs="?", choices=("up", "down"), default="up")
+
+    _network(sub)
+    _container(sub)
+    _entries(sub)
+    _hosts_and_ports(sub)
+    return p
+
+
+def keywords(words: list[str], allowed: tuple[str, ...], positional: int) -> tuple[list[str], dict[str, str]]:
+    """Split ``MAC dev vxlan1 dst 10.0.0.1`` into positionals and iproute2-style keyword pairs."""
+    pos: list[str] = []
+    kw: dict[str, str] = {}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in allowed:
+            if i + 1 >= len(words):
+                raise UsageError(f"{word} needs a value")
+            kw[word] = words[i + 1]
+            i += 2
+        elif len(pos) < positional:
+            pos.append(word)
+            i += 1
+        else:
+            raise UsageError(f"unexpected {word!r}")
+    return pos, kw
