@@ -184,7 +184,11 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = parser().parse_args(argv)
+        args, extra = parser().parse_known_args(argv)
+        if extra and hasattr(args, "words") and not any(x.startswith("-") for x in extra):
+            args.words += extra  # iproute2 style: `fdb add MAC --network NET dst IP` mixes words and options
+        elif extra:
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
         return COMMANDS[args.command](args)
     except VxrayError as exc:
         print(f"vxray: {exc}", file=sys.stderr)
