@@ -58,6 +58,7 @@ def _network(sub: argparse._SubParsersAction) -> None:
     _json(net.add_parser("ls", help="every network in the store"))
     i = net.add_parser("inspect", help="a network with its endpoints per host (JSON)")
     i.add_argument("name")
+    _json(i)
     r = net.add_parser("rm", help="remove a network (refuses while it has endpoints)")
     r.add_argument("name")
     r.add_argument("--force", action="store_true", help="disconnect its endpoints first")
