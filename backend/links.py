@@ -10,10 +10,10 @@ nsid of every other namespace in scope, once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from backend import nsenter
-from backend.model import Address, Link, LinkRef, VxlanInfo
+from backend.model import Address, Link, LinkRef
 from backend.netlink import NetlinkSocket
 from backend.netns import NsHandle
 from backend.rtnl import RawLink, nsid_of
@@ -101,23 +101,7 @@ class Resolver:
         return tuple(self._link(ns, lk, names, addresses.get(lk.index, [])) for lk in ns.links)
 
     def _link(self, ns: NsLinks, lk: RawLink, names: dict[int, str], addresses: list[Address]) -> Link:
-        vxlan = None
-        if lk.vxlan is not None:
-            raw = lk.vxlan
-            vxlan = VxlanInfo(
-                vni=raw.vni,
-                dstport=raw.dstport,
-                local=raw.local,
-                group=raw.group,
-                underlay=self.ref(ns, raw.underlay_index, lk.link_netnsid),
-                learning=raw.learning,
-                proxy=raw.proxy,
-                l2miss=raw.l2miss,
-                l3miss=raw.l3miss,
-                ageing=raw.ageing,
-                ttl=raw.ttl,
-                external=raw.external,
-            )
+        vxlan = lk.vxlan and replace(lk.vxlan, underlay=self.ref(ns, lk.vxlan_underlay_index, lk.link_netnsid))
         return Link(
             index=lk.index,
             name=lk.name,

@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass, field
 from functools import cache
 
-from backend.model import Address, BridgePort, FdbEntry, Neighbour, Route
+from backend.model import Address, BridgePort, FdbEntry, Neighbour, Route, VxlanInfo
 from backend.netlink import BE16, I32, NetlinkSocket, attrs, cstr, ip, mac, nla, u8, u32
 
 RTM_NEWLINK, RTM_GETLINK = 16, 18
@@ -58,24 +58,6 @@ RT_TABLE_LOCAL = 255
 
 
 @dataclass
-class RawVxlan:
-    """VXLAN attributes with the underlay still an ifindex in ``link_netnsid``'s namespace."""
-
-    vni: int = 0
-    dstport: int = 4789
-    local: str | None = None
-    group: str | None = None
-    underlay_index: int | None = None
-    learning: bool = True
-    proxy: bool = False
-    l2miss: bool = False
-    l3miss: bool = False
-    ageing: int = 300
-    ttl: int = 0
-    external: bool = False
-
-
-@dataclass
 class RawLink:
     """A link before cross-namespace references are resolved."""
 
@@ -89,7 +71,8 @@ class RawLink:
     master_index: int | None = None
     link_index: int | None = None
     link_netnsid: int | None = None
-    vxlan: RawVxlan | None = None
+    vxlan: VxlanInfo | None = None  # its ``underlay`` still unresolved:
+    vxlan_underlay_index: int | None = None  # an ifindex in ``link_netnsid``'s namespace
     bridge_port: BridgePort | None = None
     macvlan_mode: str | None = None
     vlan_id: int | None = None
@@ -102,31 +85,24 @@ def _flag_names(value: int, names: tuple[tuple[int, str], ...]) -> tuple[str, ..
     return tuple(name for bit, name in names if value & bit)
 
 
-def _vxlan(data: bytes, a: dict[int, tuple[int, int]]) -> RawVxlan:
-    vx = RawVxlan()
-    if 1 in a:
-        vx.vni = u32(data, a[1])
-    for kind in (2, 16):  # GROUP / GROUP6: multicast group or the single remote
-        if kind in a:
-            vx.group = ip(data, a[kind])
-    for kind in (4, 17):  # LOCAL / LOCAL6
-        if kind in a:
-            vx.local = ip(data, a[kind])
-    if 3 in a:
-        vx.underlay_index = u32(data, a[3]) or None
-    if 5 in a:
-        vx.ttl = u8(data, a[5])
-    if 7 in a:
-        vx.learning = bool(u8(data, a[7]))
-    if 8 in a:
-        vx.ageing = u32(data, a[8])
-    vx.proxy = 11 in a and bool(u8(data, a[11]))
-    vx.l2miss = 13 in a and bool(u8(data, a[13]))
-    vx.l3miss = 14 in a and bool(u8(data, a[14]))
-    if 15 in a:
-        vx.dstport = BE16.unpack_from(data, a[15][0])[0]
-    vx.external = 25 in a and bool(u8(data, a[25]))
-    return vx
+def _vxlan(data: bytes, a: dict[int, tuple[int, int]]) -> tuple[VxlanInfo, int | None]:
+    """The VXLAN attributes, and the underlay's ifindex (resolved later, across namespaces)."""
+    group = next((ip(data, a[k]) for k in (2, 16) if k in a), None)  # GROUP / GROUP6: group or single remote
+    local = next((ip(data, a[k]) for k in (4, 17) if k in a), None)  # LOCAL / LOCAL6
+    info = VxlanInfo(
+        vni=u32(data, a[1]) if 1 in a else 0,
+        dstport=BE16.unpack_from(data, a[15][0])[0] if 15 in a else 4789,
+        local=local,
+        group=group,
+        learning=7 not in a or bool(u8(data, a[7])),
+        proxy=11 in a and bool(u8(data, a[11])),
+        l2miss=13 in a and bool(u8(data, a[13])),
+        l3miss=14 in a and bool(u8(data, a[14])),
+        ageing=u32(data, a[8]) if 8 in a else 300,
+        ttl=u8(data, a[5]) if 5 in a else 0,
+        external=25 in a and bool(u8(data, a[25])),
+    )
+    return info, (u32(data, a[3]) or None) if 3 in a else None
 
 
 def _bridge_port(data: bytes, a: dict[int, tuple[int, int]]) -> BridgePort:
@@ -171,7 +147,7 @@ def _link_info(lk: RawLink, data: bytes, info: dict[int, tuple[int, int]]) -> No
         lk.kind = cstr(data, info[IFLA_INFO_KIND])
         sub = attrs(data, *info[IFLA_INFO_DATA]) if IFLA_INFO_DATA in info else {}
         if lk.kind == "vxlan":
-            lk.vxlan = _vxlan(data, sub)
+            lk.vxlan, lk.vxlan_underlay_index = _vxlan(data, sub)
         elif lk.kind in ("macvlan", "macvtap") and 1 in sub:
             mode = u32(data, sub[1])
             lk.macvlan_mode = MACVLAN_MODES.get(mode, str(mode))

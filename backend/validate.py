@@ -54,24 +54,22 @@ def cidr(value: str) -> ipaddress.IPv4Network:
     return net
 
 
-def vni(value: str | int) -> int:
+def _number(value: str | int, low: int, high: int, what: str) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise VxrayError(f"invalid VNI {value!r}: expected a number 1-{VNI_MAX}") from None
-    if not 1 <= number <= VNI_MAX:
-        raise VxrayError(f"invalid VNI {value!r}: outside 1-{VNI_MAX}")
+        raise VxrayError(f"invalid {what} {value!r}: expected a number {low}-{high}") from None
+    if not low <= number <= high:
+        raise VxrayError(f"invalid {what} {value!r}: outside {low}-{high}")
     return number
+
+
+def vni(value: str | int) -> int:
+    return _number(value, 1, VNI_MAX, "VNI")
 
 
 def mtu(value: str | int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise VxrayError(f"invalid MTU {value!r}") from None
-    if not 68 <= number <= 65535:
-        raise VxrayError(f"invalid MTU {value!r}: outside 68-65535")
-    return number
+    return _number(value, 68, 65535, "MTU")
 
 
 def port(value: str) -> int:
