@@ -18,9 +18,9 @@ from pyroute2 import NetlinkError
 from backend import validate
 from backend.errors import VxrayError
 from backend.hosts import Host, index_of, kernel_error
-from backend.ops import networks
 from backend.ops.context import Context
 from backend.ops.ports import unpublish_all
+from backend.ops.sandbox import SANDBOX_BRIDGE, delete_link, ensure_sandbox
 from backend.ops.txn import Undo
 from backend.records import ContainerRecord, Endpoint, NetworkRecord
 
@@ -102,7 +102,7 @@ def _attach(
         _macvlan(h, rec, net, outside, ifname, undo)
     else:
         if net.driver == "overlay":
-            side_ns, bridge = networks.ensure_sandbox(ctx, h, net, undo), networks.SANDBOX_BRIDGE
+            side_ns, bridge = ensure_sandbox(h, net, undo), SANDBOX_BRIDGE
         else:
             side_ns, bridge = None, net.options["bridge_name"]
         _veth(h, rec, net, side_ns, bridge, outside, ifname, undo)
@@ -138,7 +138,7 @@ def _veth(
             ipr.link("add", ifname=outside, kind="veth", peer={"ifname": ifname, "net_ns_fd": rec.netns})
         except NetlinkError as exc:
             raise kernel_error(exc, f"cannot create veth {outside} in {where}") from None
-        undo.push(networks.delete_link, h, outside, side_ns)
+        undo.push(delete_link, h, outside, side_ns)
         idx = index_of(ipr, outside, where)
         ipr.link("set", index=idx, mtu=net.mtu, master=index_of(ipr, bridge, where), state="up")
 
@@ -153,7 +153,7 @@ def _macvlan(h: Host, rec: ContainerRecord, net: NetworkRecord, outside: str, if
             )  # fmt: skip
         except NetlinkError as exc:
             raise kernel_error(exc, f"cannot create macvlan on {parent} of host {h.name}") from None
-        undo.push(networks.delete_link, h, outside, None)
+        undo.push(delete_link, h, outside, None)
         ipr.link("set", index=index_of(ipr, outside, h.name), net_ns_fd=rec.netns)
     with h.ipr(rec.netns) as ipr:
         ipr.link("set", index=index_of(ipr, outside, rec.netns), ifname=ifname)
@@ -178,7 +178,7 @@ def disconnect(ctx: Context, net: str, container: str) -> None:
         unpublish_all(ctx, rec)  # published through this bridge: the rules would point nowhere
     h = ctx.host(rec.host)
     if rec.netns and h.has_netns(rec.netns):
-        networks.delete_link(h, ep.ifname, rec.netns)
+        delete_link(h, ep.ifname, rec.netns)
     ctx.store.release_ip(net, ep.ip)
     ctx.store.remove_endpoint(net, container)
 

@@ -21,7 +21,7 @@ from backend import validate
 from backend.errors import VxrayError
 from backend.hosts import Host, index_of
 from backend.ops.context import Context
-from backend.ops.networks import SANDBOX_VXLAN, sandbox_name
+from backend.ops.sandbox import SANDBOX_VXLAN, sandbox_name
 
 NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
 NTF_SELF = 0x02  # the VXLAN device's own table, where dst lives (not the bridge's: that is "master")

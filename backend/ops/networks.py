@@ -1,9 +1,7 @@
 """``network create|ls|inspect|rm``: bridge, overlay and macvlan networks.
 
 Bridge and macvlan networks live on one host; an overlay spans every host with
-an endpoint on it, each holding the libnetwork layout in a sandbox namespace
-``1-<netid>``: ``br0`` with the gateway address and a VXLAN device created in the
-host's namespace — so its UDP socket lives on the underlay — then moved in.
+an endpoint on it, where ``backend.ops.sandbox`` builds its sandbox on first use.
 """
 
 from __future__ import annotations
@@ -18,21 +16,16 @@ from pyroute2 import NetlinkError
 from backend import validate
 from backend.errors import VxrayError
 from backend.hosts import Host, index_of, kernel_error
+from backend.ops.containers import disconnect
 from backend.ops.context import Context
 from backend.ops.rules import Rules
+from backend.ops.sandbox import delete_link, sandbox_name
 from backend.ops.txn import Undo
 from backend.records import NetworkRecord
 
 DRIVERS = ("bridge", "overlay", "macvlan")
 OPTIONS = {"bridge": {"bridge_name"}, "overlay": set(), "macvlan": {"parent", "macvlan_mode"}}
-VXLAN_PORT = 4789
-SANDBOX_BRIDGE, SANDBOX_VXLAN = "br0", "vxlan1"
 MACVLAN_MODES = ("bridge", "private", "vepa", "passthru")
-
-
-def sandbox_name(net: NetworkRecord) -> str:
-    """The sandbox's local name, as Docker names it under ``<exec-root>/netns``."""
-    return f"1-{net.short_id}"
 
 
 def create(
@@ -141,13 +134,6 @@ def _build_macvlan_parent(ctx: Context, h: Host, rec: NetworkRecord, undo: Undo)
     return updated
 
 
-def delete_link(h: Host, ifname: str, netns: str | None) -> None:
-    with h.ipr(netns) as ipr:
-        found = ipr.link_lookup(ifname=ifname)
-        if found:
-            ipr.link("del", index=found[0])
-
-
 def _bridge_rules(rec: NetworkRecord) -> list[tuple[str, str, list[str]]]:
     """The rules Docker writes for a bridge network (without its isolation chains)."""
     br, subnet = rec.options["bridge_name"], rec.subnet
@@ -204,45 +190,6 @@ def _set_ip_forward(h: Host, undo: Undo) -> None:
         undo.push(lambda: h.call_in(lambda: write(old)))
 
 
-def ensure_sandbox(ctx: Context, h: Host, rec: NetworkRecord, undo: Undo) -> str:
-    """The overlay's sandbox on host ``h``, built on first use; its namespace name."""
-    sandbox = h.ns_name(sandbox_name(rec))
-    if h.has_netns(sandbox):
-        return sandbox
-    vtep = h.record.vtep
-    if not vtep:
-        raise VxrayError(f"host {h.name} has no VTEP address: `vxray host add {h.name} --vtep IP`")
-    with h.ipr() as ipr:
-        underlay = next((a.get("index") for a in ipr.get_addr(address=vtep)), None)
-        if underlay is None:
-            raise VxrayError(f"VTEP address {vtep} of host {h.name} is on none of its devices")
-    h.add_netns(sandbox_name(rec))
-    undo.push(h.remove_netns, sandbox)
-    temp = f"vx-{rec.short_id[:8]}"
-    with h.ipr() as ipr:
-        try:
-            ipr.link(
-                "add", ifname=temp, kind="vxlan", vxlan_id=rec.vni, vxlan_port=VXLAN_PORT, vxlan_local=vtep,
-                vxlan_link=underlay, vxlan_learning=int(rec.learning), vxlan_proxy=1, vxlan_l2miss=1,
-                vxlan_l3miss=1,
-            )  # fmt: skip
-        except NetlinkError as exc:
-            raise kernel_error(exc, f"cannot create VXLAN device (VNI {rec.vni}) on host {h.name}") from None
-        undo.push(delete_link, h, temp, None)
-        ipr.link("set", index=index_of(ipr, temp, h.name), net_ns_fd=sandbox)
-    prefix = ipaddress.IPv4Network(rec.subnet).prefixlen
-    with h.ipr(sandbox) as ipr:
-        vx = index_of(ipr, temp, sandbox)
-        ipr.link("set", index=vx, ifname=SANDBOX_VXLAN, mtu=rec.mtu)
-        ipr.link("add", ifname=SANDBOX_BRIDGE, kind="bridge")
-        br = index_of(ipr, SANDBOX_BRIDGE, sandbox)
-        ipr.link("set", index=br, mtu=rec.mtu)
-        ipr.addr("add", index=br, address=rec.gateway, prefixlen=prefix)
-        ipr.link("set", index=br, state="up")
-        ipr.link("set", index=vx, master=br, state="up")
-    return sandbox
-
-
 def network_list(ctx: Context) -> list[dict[str, Any]]:
     return [
         {"name": n.name, "id": n.id[:12], "driver": n.driver, "subnet": n.subnet, "gateway": n.gateway,
@@ -263,8 +210,6 @@ def inspect(ctx: Context, name: str) -> dict[str, Any]:
 
 def remove(ctx: Context, name: str, force: bool = False) -> None:
     """Remove a network; refuses while endpoints exist unless ``force`` (then they are disconnected)."""
-    from backend.ops.containers import disconnect  # containers attach to networks: import at use
-
     rec = ctx.network(name)
     endpoints = ctx.store.endpoints(name)
     if endpoints and not force:
