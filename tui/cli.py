@@ -76,10 +76,55 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _context(args: argparse.Namespace) -> Any:
+    """The store to act on: --store, else $VXRAY_STORE, else the current lab's, else the default file."""
+    import os
+
+    from backend.lab import runner
     from backend.ops.context import Context
     from backend.store.registry import open_store
 
+    if not args.store and not os.environ.get("VXRAY_STORE") and (lab := runner.current()):
+        return runner.context(lab)
     return Context(open_store(args.store, args.store_token))
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from backend.lab import runner
+
+    if args.action == "up":
+        spec, text = runner.load(args.source, args.name)
+        runner.up(spec, text)
+        return _emit(args, {"lab": spec.name, "up": True}, f"lab {spec.name} is up and current")
+    if args.action == "down":
+        removed = runner.down(args.name)
+        return _emit(
+            args, {"lab": args.name, "removed": removed}, f"lab {args.name}: {len(removed)} namespaces removed"
+        )
+    if args.action == "ls":
+        names = runner.builtin_names() if args.builtin else runner.running()
+        return _emit(args, names, "\n".join(names) or "(none)")
+    name = args.name or runner.current()
+    if name is None:
+        raise VxrayError("no lab is current: name one")
+    if args.action == "status":
+        info = runner.status(name)
+        ctrs = list(info["reachability"])
+        grid = [["from \\ to", *ctrs]] + [[a, *("." if a == b else ("ok" if info["reachability"][a].get(b) else "--")
+                                                 for b in ctrs)] for a in ctrs]  # fmt: skip
+        width = max(len(c) for row in grid for c in row)
+        text = "\n".join([
+            _table(info["hosts"], ["name", "vtep", "netns"]), "",
+            _table(info["networks"], ["name", "driver", "subnet", "gateway", "vni", "host"]), "",
+            _table(info["containers"], ["name", "host", "mode", "networks"]), "",
+            *("  ".join(c.ljust(width) for c in row) for row in grid),
+        ])  # fmt: skip
+        return _emit(args, info, text)
+    failing = runner.check(name)
+    if args.json:
+        print(json.dumps({"lab": name, "solved": not failing, "failing": [list(p) for p in failing]}))
+    else:
+        print("solved" if not failing else "not solved: " + ", ".join(f"{a} -> {b}" for a, b in failing))
+    return 0 if not failing else 1
 
 
 def _network(args: argparse.Namespace) -> int:
@@ -177,6 +222,7 @@ def _port(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "lab": _lab,
     "snapshot": _snapshot, "demo": _demo, "network": _network, "container": _container, "fdb": _fdb,
     "arp": _arp, "host": _host, "port": _port,
 }  # fmt: skip

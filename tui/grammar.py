@@ -144,6 +144,27 @@ def _hosts_and_ports(sub: argparse._SubParsersAction) -> None:
     _json(p)
 
 
+def _lab(sub: argparse._SubParsersAction) -> None:
+    lab = sub.add_parser("lab", help="multi-host labs built from namespaces on this machine").add_subparsers(
+        dest="action", required=True, metavar="ACTION", parser_class=Parser
+    )
+    u = lab.add_parser("up", help="build a lab from a built-in scenario or a topology file; it becomes current")
+    u.add_argument("source", metavar="NAME|FILE")
+    u.add_argument("--name", help="run it under another name (two copies side by side)")
+    _json(u)
+    d = lab.add_parser("down", help="remove every namespace, link, rule and record of a lab")
+    d.add_argument("name")
+    _json(d)
+    ls = lab.add_parser("ls", help="labs that are up, or the built-in scenarios")
+    ls.add_argument("--builtin", action="store_true")
+    _json(ls)
+    for verb, text in (("status", "hosts, networks, containers and a reachability matrix from real pings"),
+                       ("check", "exit 0 and 'solved' when the exercise goal holds")):  # fmt: skip
+        p = lab.add_parser(verb, help=text)
+        p.add_argument("name", nargs="?", help="default: the current lab")
+        _json(p)
+
+
 def parser() -> Parser:
     p = Parser(prog="vxray", description="See and fix container networking on Linux hosts.")
     p.add_argument("--store", metavar="URL", help="cluster store: file:///PATH (default $VXRAY_STORE or "
@@ -161,6 +182,7 @@ def parser() -> Parser:
     demo = sub.add_parser("demo", help="build the field notes' two-host overlay in namespaces and show it")
     demo.add_argument("action", nargs="?", choices=("up", "down"), default="up")
 
+    _lab(sub)
     _network(sub)
     _container(sub)
     _entries(sub)

@@ -1,0 +1,165 @@
+"""A lab's topology file (TOML) as pure data, with errors that name the line and field.
+
+tomllib gives no positions, so a schema error is placed by finding the table it
+belongs to (the n-th ``[[containers]]``, ``[exercise]`` …) and the key's line
+within it. Validation of values (CIDRs, IPs, MACs) is left to the operations that
+build the lab, which name the bad value the same way they do for an operator.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from backend import validate
+from backend.errors import VxrayError
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    underlay: str  # address/prefix on the underlay segment, also the host's VTEP
+
+
+@dataclass(frozen=True)
+class Attachment:
+    network: str
+    ip: str | None = None
+    mac: str | None = None
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    name: str
+    driver: str
+    subnet: str
+    gateway: str | None = None
+    vni: int | None = None
+    mtu: int | None = None
+    learning: bool = False
+    internal: bool = False
+    host: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    host: str
+    networks: tuple[Attachment, ...] = ()
+    mode: str = "bridge"
+    ports: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    name: str
+    description: str
+    hosts: tuple[HostSpec, ...]
+    networks: tuple[NetworkSpec, ...] = ()
+    containers: tuple[ContainerSpec, ...] = ()
+    goal: tuple[tuple[str, str], ...] = ()
+    solution: tuple[str, ...] = ()
+
+
+class _Locator:
+    """Finds the line of ``[[section]]`` number ``index`` and of ``key`` inside it."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self.lines = text.splitlines()
+        self.source = source
+
+    def error(self, section: str, index: int | None, key: str | None, message: str) -> VxrayError:
+        header = re.compile(rf"^\s*\[\[?\s*{re.escape(section)}\s*\]\]?\s*(#.*)?$")
+        starts = [i for i, line in enumerate(self.lines) if header.match(line)]
+        line = starts[index or 0] if len(starts) > (index or 0) else 0
+        if key is not None:
+            keyline = re.compile(rf"^\s*{re.escape(key)}\s*=")
+            for i in range(line, len(self.lines)):
+                if i > line and self.lines[i].lstrip().startswith("["):
+                    break
+                if keyline.match(self.lines[i]):
+                    line = i
+                    break
+        where = f"{section}[{index}]" if index is not None else section
+        return VxrayError(f"{self.source}:{line + 1}: {where}{f'.{key}' if key else ''}: {message}")
+
+
+def _str(loc: _Locator, table: dict[str, Any], section: str, index: int | None, key: str, required: bool = True,
+         default: str | None = None) -> str | None:  # fmt: skip
+    value = table.get(key, default)
+    if value is None and required:
+        raise loc.error(section, index, None, f"missing {key!r}")
+    if value is not None and not isinstance(value, str):
+        raise loc.error(section, index, key, f"expected a string, got {value!r}")
+    return value
+
+
+def _known(loc: _Locator, table: dict[str, Any], section: str, index: int | None, keys: set[str]) -> None:
+    for key in table:
+        if key not in keys:
+            raise loc.error(section, index, key, f"unknown field (expected one of {', '.join(sorted(keys))})")
+
+
+def parse(text: str, source: str = "lab.toml") -> LabSpec:
+    loc = _Locator(text, source)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise VxrayError(f"{source}: {exc}") from None
+    _known(loc, doc, "lab", None, {"lab", "hosts", "networks", "containers", "exercise"})
+    lab = doc.get("lab", {})
+    _known(loc, lab, "lab", None, {"name", "description"})
+    name = validate.name(_str(loc, lab, "lab", None, "name") or "", "lab name")
+
+    hosts = []
+    for i, h in enumerate(doc.get("hosts", [])):
+        _known(loc, h, "hosts", i, {"name", "underlay"})
+        hosts.append(HostSpec(_str(loc, h, "hosts", i, "name"), _str(loc, h, "hosts", i, "underlay")))
+    if not hosts:
+        raise loc.error("lab", None, None, "a lab needs at least one [[hosts]] entry")
+    host_names = {h.name for h in hosts}
+
+    networks = []
+    for i, n in enumerate(doc.get("networks", [])):
+        _known(loc, n, "networks", i, {"name", "driver", "subnet", "gateway", "vni", "mtu", "learning", "static",
+                                       "internal", "host", "options"})  # fmt: skip
+        host = _str(loc, n, "networks", i, "host", required=False)
+        if host is not None and host not in host_names:
+            raise loc.error("networks", i, "host", f"unknown host {host!r}")
+        networks.append(NetworkSpec(
+            name=_str(loc, n, "networks", i, "name"), driver=_str(loc, n, "networks", i, "driver", default="bridge"),
+            subnet=_str(loc, n, "networks", i, "subnet"), gateway=_str(loc, n, "networks", i, "gateway", False),
+            vni=n.get("vni"), mtu=n.get("mtu"), learning=bool(n.get("learning", False)),
+            internal=bool(n.get("internal", False)), host=host, options=dict(n.get("options", {})),
+        ))  # fmt: skip
+    net_names = {n.name for n in networks}
+
+    containers = []
+    for i, c in enumerate(doc.get("containers", [])):
+        _known(loc, c, "containers", i, {"name", "host", "networks", "mode", "ports"})
+        host = _str(loc, c, "containers", i, "host")
+        if host not in host_names:
+            raise loc.error("containers", i, "host", f"unknown host {host!r}")
+        attachments = []
+        for a in c.get("networks", []):
+            if not isinstance(a, dict) or a.get("network") not in net_names:
+                raise loc.error("containers", i, "networks", f"unknown network in {a!r}")
+            attachments.append(Attachment(a["network"], a.get("ip"), a.get("mac")))
+        containers.append(ContainerSpec(_str(loc, c, "containers", i, "name"), host, tuple(attachments),
+                                        c.get("mode", "bridge"), tuple(c.get("ports", []))))  # fmt: skip
+    ctr_names = {c.name for c in containers}
+
+    exercise = doc.get("exercise", {})
+    _known(loc, exercise, "exercise", None, {"goal", "solution"})
+    goal = []
+    for pair in exercise.get("goal", []):
+        src, arrow, dst = str(pair).partition("->")
+        src, dst = src.strip(), dst.strip()
+        if not arrow or src not in ctr_names or dst not in ctr_names:
+            raise loc.error("exercise", None, "goal", f"{pair!r}: expected 'CONTAINER -> CONTAINER' of this lab")
+        goal.append((src, dst))
+    return LabSpec(name, lab.get("description", ""), tuple(hosts), tuple(networks), tuple(containers), tuple(goal),
+                   tuple(exercise.get("solution", [])))  # fmt: skip

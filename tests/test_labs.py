@@ -1,0 +1,105 @@
+"""Labs: topology files, the overlay-static scenario solved with real pings, clean up/down."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+import pytest
+
+from backend.errors import VxrayError
+from backend.lab import runner
+from backend.lab.spec import parse
+from tui.cli import main
+
+from conftest import Lab, sh
+
+BAD_FIELD = """\
+[lab]
+name = "t"
+
+[[hosts]]
+name = "h1"
+underlay = "10.0.0.1/24"
+
+[[containers]]
+name = "a"
+host = "h1"
+
+[[containers]]
+name = "b"
+hostt = "h1"
+"""
+
+
+def test_schema_error_names_the_line_and_the_field() -> None:
+    with pytest.raises(VxrayError) as err:
+        parse(BAD_FIELD, "t.toml")
+    assert str(err.value).startswith("t.toml:14: containers[1].hostt: unknown field")
+
+
+def test_reference_to_an_unknown_host_is_placed_on_its_line() -> None:
+    text = BAD_FIELD.replace('hostt = "h1"', 'host = "h9"')
+    with pytest.raises(VxrayError, match=r"^t.toml:14: containers\[1\].host: unknown host 'h9'$"):
+        parse(text, "t.toml")
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
+    monkeypatch.delenv("VXRAY_STORE", raising=False)
+    return tmp_path
+
+
+def _namespaces(prefix: str) -> list[str]:
+    return sorted(n for n in os.listdir("/run/netns") if n.startswith(prefix))
+
+
+def test_overlay_static_is_unsolved_until_the_field_notes_fix(
+    lab: Lab, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = f"{lab.prefix}ovs"
+    assert main(["lab", "up", "overlay-static", "--name", name]) == 0
+    assert main(["lab", "check"]) == 1
+    assert "not solved: vm33 -> vm3, vm3 -> vm33" in capsys.readouterr().out
+    matrix = runner.status(name)["reachability"]
+    assert matrix == {"vm3": {"vm33": False}, "vm33": {"vm3": False}}
+
+    spec, _ = runner.load("overlay-static")
+    for line in spec.solution:
+        assert main(shlex.split(line)) == 0, line
+    assert main(["lab", "check", name]) == 0
+    assert capsys.readouterr().out.strip().endswith("solved")
+    assert runner.status(name)["reachability"] == {"vm3": {"vm33": True}, "vm33": {"vm3": True}}
+
+    assert main(["lab", "down", name]) == 0
+    assert _namespaces(f"{name}.") == [] and not (home / "labs" / name).exists()
+
+
+def test_lab_up_of_a_lab_that_is_up_says_so_and_changes_nothing(
+    lab: Lab, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = f"{lab.prefix}twice"
+    assert main(["lab", "up", "overlay-static", "--name", name]) == 0
+    before = _namespaces(f"{name}.")
+    capsys.readouterr()
+    assert main(["lab", "up", "overlay-static", "--name", name]) == 2
+    assert capsys.readouterr().err.strip() == f"vxray: lab {name} is already up (`vxray lab down {name}` first)"
+    assert _namespaces(f"{name}.") == before
+    runner.down(name)
+
+
+def test_a_build_failing_half_way_leaves_no_namespace_link_or_state(
+    lab: Lab, home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = f"{lab.prefix}broken"
+    text = runner.load("overlay-static", name)[1].replace('ip = "172.21.0.2"', 'ip = "10.9.9.9"')
+    topo = tmp_path / "broken.toml"
+    topo.write_text(text)
+    root_links = sh("ip", "-br", "link").stdout
+    assert main(["lab", "up", str(topo)]) == 2
+    assert "IP 10.9.9.9 is not a usable address of subnet 172.21.0.0/16" in capsys.readouterr().err
+    assert _namespaces(f"{name}.") == []
+    assert not (home / "labs" / name).exists()
+    assert sh("ip", "-br", "link").stdout == root_links
