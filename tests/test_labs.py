@@ -103,3 +103,34 @@ def test_a_build_failing_half_way_leaves_no_namespace_link_or_state(
     assert _namespaces(f"{name}.") == []
     assert not (home / "labs" / name).exists()
     assert sh("ip", "-br", "link").stdout == root_links
+
+
+def test_bridge_isolation_holds_until_network_connect(lab: Lab, home: Path) -> None:
+    name = f"{lab.prefix}iso"
+    assert main(["lab", "up", "bridge-isolation", "--name", name]) == 0
+    assert runner.status(name)["reachability"] == {"a": {"b": False}, "b": {"a": False}}
+    assert runner.check(name) == [("a", "b"), ("b", "a")]
+    for line in runner.load("bridge-isolation")[0].solution:
+        assert main(shlex.split(line)) == 0, line
+    assert runner.check(name) == []
+    runner.down(name)
+
+
+def test_docker_modes_share_isolate_and_publish_as_docker_does(lab: Lab, home: Path) -> None:
+    name = f"{lab.prefix}modes"
+    assert main(["lab", "up", "docker-modes", "--name", name]) == 0
+    matrix = runner.status(name)["reachability"]
+    assert matrix["c1"]["web1"] and matrix["joined"]["web1"], "joined shares c1's namespace"
+    assert not any(matrix["alone"].values()), "network mode none has only lo"
+    assert not matrix["c1"]["d1"], "docker0 and docker1 are isolated"
+    assert "hostnet" not in matrix, "host mode has no namespace of its own"
+    web1 = f"{name}.host1-web1"
+    server = lab.spawn("ip", "netns", "exec", web1, "nc", "-l", "-p", "80")
+    for _ in range(50):
+        probe = lab.run(f"{name}.client", "nc", "-z", "-w", "1", "10.10.0.1", "8081", check=False)
+        if probe.returncode == 0:
+            break
+    assert probe.returncode == 0, "published port 8081 of host1 does not reach web1:80"
+    server.kill()
+    assert runner.check(name) == []
+    runner.down(name)

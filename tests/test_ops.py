@@ -81,7 +81,7 @@ def test_overlay_sandbox_has_the_libnetwork_layout(cluster: Cluster) -> None:
     c = cluster
     _overlay(c)
     snap = collect(Scope(host_netns=c.ns["ha"], netns=(f"{c.ns['ha']}-*",)), docker="none")
-    sandbox = next(ns for ns in snap.namespaces if "-1-" in ns.name)
+    sandbox = next(ns for ns in snap.namespaces if ns.name.startswith(f"{c.ns['ha']}-1-"))
     vx = sandbox.link("vxlan1")
     assert (vx.vxlan.vni, vx.vxlan.dstport, vx.vxlan.local, vx.mtu) == (256, 4789, VTEP["ha"], 1450)
     assert (vx.vxlan.learning, vx.vxlan.proxy, vx.vxlan.l2miss, vx.vxlan.l3miss) == (False, True, True, True)
@@ -181,7 +181,8 @@ def test_network_rm_refuses_while_endpoints_exist_unless_forced(cluster: Cluster
     _overlay(c)
     assert c.vx("network", "rm", "prod") == 2
     c.ok("network", "rm", "prod", "--force")
-    assert not [n for n in os.listdir("/run/netns") if "-1-" in n and n.startswith(c.lab.prefix)]
+    sandboxes = tuple(f"{ns}-1-" for ns in c.ns.values())
+    assert not [n for n in os.listdir("/run/netns") if n.startswith(sandboxes)]
     c.ok("network", "create", "-d", "overlay", "again", "--subnet", "172.21.0.0/16", "--vni", "256")
 
 
@@ -200,12 +201,14 @@ def test_network_modes_none_host_and_container_share_as_docker_does(cluster: Clu
     assert not os.path.exists(f"/run/netns/{c.ctr('ha', 'c1')}")
 
 
-def test_connect_gives_a_second_interface_and_disconnect_takes_it_away(cluster: Cluster) -> None:
+def test_user_bridges_are_isolated_until_connect_gives_a_second_interface(cluster: Cluster) -> None:
     c = cluster
     c.ok("network", "create", "a", "--subnet", "10.77.1.0/24", "--host", "ha")
     c.ok("network", "create", "b", "--subnet", "10.77.2.0/24", "--host", "ha")
     c.ok("container", "run", "x", "--host", "ha", "--net", "a")
     c.ok("container", "run", "y", "--host", "ha", "--net", "b")
+    assert c.ping(c.ctr("ha", "x"), "10.77.1.1"), "its own gateway answers"
+    assert not c.ping(c.ctr("ha", "x"), "10.77.2.2"), "DOCKER-ISOLATION drops bridge-to-bridge traffic"
     c.ok("network", "connect", "b", "x", "--ip", "10.77.2.9")
     assert "10.77.2.9/24" in c.lab.run(c.ctr("ha", "x"), "ip", "-br", "addr", "show", "eth1").stdout
     assert c.ping(c.ctr("ha", "x"), "10.77.2.2")

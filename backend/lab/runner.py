@@ -165,14 +165,23 @@ def _ping(netns: str, ip: str) -> bool:
 
 
 def reachability(ctx: Context) -> dict[str, dict[str, bool]]:
-    """Real pings between every ordered pair of containers (to the target's first address)."""
+    """Real pings between every ordered pair of containers with a namespace.
+
+    The target address is the one on a network both share, else the target's
+    first address — as a name would resolve in Docker's embedded DNS.
+    """
     ctrs = {c.name: c for c in ctx.store.containers() if c.netns}
-    first_ip: dict[str, str] = {}
+    ips: dict[str, dict[str, str]] = {}
     for ep in sorted(ctx.store.endpoints(), key=lambda e: e.ifname):
-        first_ip.setdefault(ep.container, ep.ip)
-    pairs = [(a, b) for a in sorted(ctrs) for b in sorted(ctrs) if a != b and b in first_ip]
+        ips.setdefault(ep.container, {})[ep.network] = ep.ip
+
+    def target(a: str, b: str) -> str:
+        shared = [ip for net, ip in ips[b].items() if net in ips.get(a, {})]
+        return (shared or list(ips[b].values()))[0]
+
+    pairs = [(a, b) for a in sorted(ctrs) for b in sorted(ctrs) if a != b and b in ips]
     with ThreadPoolExecutor(max_workers=16) as pool:
-        results = list(pool.map(lambda p: _ping(ctrs[p[0]].netns, first_ip[p[1]]), pairs))
+        results = list(pool.map(lambda p: _ping(ctrs[p[0]].netns, target(*p)), pairs))
     matrix: dict[str, dict[str, bool]] = {a: {} for a in sorted(ctrs)}
     for (a, b), ok in zip(pairs, results, strict=True):
         matrix[a][b] = ok

@@ -134,8 +134,16 @@ def _build_macvlan_parent(ctx: Context, h: Host, rec: NetworkRecord, undo: Undo)
     return updated
 
 
+ISOLATION_1, ISOLATION_2 = "DOCKER-ISOLATION-STAGE-1", "DOCKER-ISOLATION-STAGE-2"
+
+
 def _bridge_rules(rec: NetworkRecord) -> list[tuple[str, str, list[str]]]:
-    """The rules Docker writes for a bridge network (without its isolation chains)."""
+    """The rules Docker writes for a bridge network.
+
+    The isolation rules are inserted at the top of their chains: a packet that
+    enters from one user bridge and leaves by another is dropped, which is why
+    containers on two bridges cannot talk until ``network connect``.
+    """
     br, subnet = rec.options["bridge_name"], rec.subnet
     if rec.internal:
         return [
@@ -143,6 +151,8 @@ def _bridge_rules(rec: NetworkRecord) -> list[tuple[str, str, list[str]]]:
             ("filter", "FORWARD", ["!", "-i", br, "-o", br, "-j", "DROP"]),
         ]
     return [
+        ("filter", ISOLATION_1, ["-i", br, "!", "-o", br, "-j", ISOLATION_2]),
+        ("filter", ISOLATION_2, ["-o", br, "-j", "DROP"]),
         ("nat", "POSTROUTING", ["-s", subnet, "!", "-o", br, "-j", "MASQUERADE"]),
         ("filter", "FORWARD", ["-o", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"]),
         ("filter", "FORWARD", ["-o", br, "-j", "DOCKER"]),
@@ -167,9 +177,11 @@ def _build_bridge(h: Host, rec: NetworkRecord, undo: Undo) -> None:
     _set_ip_forward(h, undo)
     rules = Rules(h, undo)
     if not rec.internal:
-        rules.ensure_chain("filter", "DOCKER")
+        for chain in ("DOCKER", ISOLATION_1, ISOLATION_2):
+            rules.ensure_chain("filter", chain)
+        rules.ensure("filter", "FORWARD", ["-j", ISOLATION_1], insert=True)
     for table, chain, spec in _bridge_rules(rec):
-        rules.add(table, chain, spec)
+        rules.add(table, chain, spec, insert=chain.startswith("DOCKER-ISOLATION"))
 
 
 def _set_ip_forward(h: Host, undo: Undo) -> None:
