@@ -57,21 +57,27 @@ def _snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO = "overlay-static"
+
+
 def _demo(args: argparse.Namespace) -> int:
-    from backend import demo
+    """The seed lab of the field notes; until the TUI exists, its hosts' snapshots are the main view."""
     from backend.collect import collect
+    from backend.lab import runner
     from tui.summary import snapshot_lines
 
     if args.action == "down":
-        demo.down()
-        print("demo removed")
+        removed = runner.down(DEMO)
+        print(f"demo removed ({len(removed)} namespaces)")
         return 0
-    demo.up()
-    for host in demo.HOSTS:
-        print("\n".join(snapshot_lines(collect(demo.scope(host), docker="none"))))
+    if DEMO not in runner.running():
+        runner.up(*runner.load(DEMO))
+    ctx = runner.context(DEMO)
+    for host in ctx.store.hosts():
+        print("\n".join(snapshot_lines(collect(ctx.host(host.name).scope(), docker="none"))))
         print()
-    print(f"The demo stays up; try `vxray snapshot --host-netns {demo.netns_name('yy3')} "
-          f"--netns '{demo.PREFIX}yy3-*'`, and `vxray demo down` to remove it.")  # fmt: skip
+    print(f"Lab {DEMO} is up and current: vm33 cannot ping vm3. Try `vxray lab check`, `vxray fdb sync prod`, "
+          f"then `vxray lab check` again; `vxray demo down` removes it.")  # fmt: skip
     return 0
 
 
