@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from backend.errors import NeedRoot, VxrayError
 
 RUN_NETNS = "/run/netns"
-OVERLAY_SANDBOX = re.compile(r"^\d+-[0-9a-f]{10}$")
+OVERLAY_SANDBOX = re.compile(r"(^|-)\d+-[0-9a-f]{10}$")  # Docker's 1-<netid>, or a lab host's <host>-1-<netid>
 LABEL_RANK = {"host": 0, "overlay-sandbox": 1, "docker": 2, "named": 3, "bind-mount": 4, "process": 5}
 
 
@@ -85,10 +85,10 @@ def nsfs_mounts(mountinfo: str) -> list[str]:
 def label_path(path: str) -> tuple[str, str]:
     """(kind, name) for a namespace known by a bind-mount path."""
     parent, name = os.path.split(path.rstrip("/"))
+    if OVERLAY_SANDBOX.search(name):
+        return "overlay-sandbox", name
     if parent == RUN_NETNS:
         return "named", name
-    if OVERLAY_SANDBOX.match(name):
-        return "overlay-sandbox", name
     if os.path.basename(parent) == "netns" and "docker" in parent:
         return "docker", name
     return "bind-mount", path

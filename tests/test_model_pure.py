@@ -166,6 +166,7 @@ def test_nsfs_mounts_are_found_and_escaped_paths_decoded() -> None:
     ("path", "label"),
     [
         ("/run/netns/yy2", ("named", "yy2")),
+        ("/run/netns/lab.yy2-1-14ed035dc7", ("overlay-sandbox", "lab.yy2-1-14ed035dc7")),
         ("/var/run/docker/netns/22f1e4030e19", ("docker", "22f1e4030e19")),
         ("/var/run/docker/netns/1-14ed035dc7", ("overlay-sandbox", "1-14ed035dc7")),
         ("/tmp/x/ns", ("bind-mount", "/tmp/x/ns")),
