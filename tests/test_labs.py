@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -134,3 +137,24 @@ def test_docker_modes_share_isolate_and_publish_as_docker_does(lab: Lab, home: P
     server.kill()
     assert runner.check(name) == []
     runner.down(name)
+
+
+def test_lab_down_cleans_up_after_a_killed_lab_up_and_cycles_leave_nothing(lab: Lab, home: Path) -> None:
+    name = f"{lab.prefix}killed"
+    root = Path(__file__).resolve().parent.parent
+    root_links = sh("ip", "-br", "link").stdout
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "lab", "up", "overlay-static", "--name", name],
+                            cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 20
+    while len(_namespaces(f"{name}.")) < 3 and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.kill()
+    proc.wait()
+    assert main(["lab", "down", name]) == 0
+    assert _namespaces(f"{name}.") == [] and not (home / "labs" / name).exists()
+    for _ in range(2):
+        assert main(["lab", "up", "overlay-static", "--name", name]) == 0
+        assert main(["lab", "down", name]) == 0
+    assert _namespaces(f"{name}.") == []
+    assert sh("ip", "-br", "link").stdout == root_links
