@@ -13,7 +13,7 @@ import pytest
 
 from backend.errors import VxrayError
 from backend.lab import runner
-from backend.lab.spec import parse
+from backend.lab.spec import dump, parse
 from tui.cli import main
 
 from conftest import Lab, sh
@@ -158,3 +158,23 @@ def test_lab_down_cleans_up_after_a_killed_lab_up_and_cycles_leave_nothing(lab: 
         assert main(["lab", "down", name]) == 0
     assert _namespaces(f"{name}.") == []
     assert sh("ip", "-br", "link").stdout == root_links
+
+
+@pytest.mark.parametrize("scenario", runner.builtin_names())
+def test_topology_file_round_trips_through_dump(scenario: str) -> None:
+    spec, _ = runner.load(scenario)
+    assert parse(dump(spec), "dumped.toml") == spec
+
+
+def test_export_describes_what_runs_and_builds_the_same_lab_again(lab: Lab, home: Path, tmp_path: Path) -> None:
+    name, copy = f"{lab.prefix}exp", f"{lab.prefix}copy"
+    assert main(["lab", "up", "bridge-isolation", "--name", name]) == 0
+    assert main(["network", "connect", "net192", "a"]) == 0
+    exported = tmp_path / "exported.toml"
+    exported.write_text(runner.export(name))
+    a = next(c for c in parse(exported.read_text()).containers if c.name == "a")
+    assert [att.network for att in a.networks] == ["net18", "net192"]
+    assert main(["lab", "up", str(exported), "--name", copy]) == 0
+    assert runner.status(copy)["reachability"] == runner.status(name)["reachability"]
+    runner.down(copy)
+    runner.down(name)

@@ -112,6 +112,9 @@ def _lab(args: argparse.Namespace) -> int:
     name = args.name or runner.current()
     if name is None:
         raise VxrayError("no lab is current: name one")
+    if args.action == "export":
+        print(runner.export(name), end="")
+        return 0
     if args.action == "status":
         info = runner.status(name)
         ctrs = list(info["reachability"])

@@ -159,7 +159,8 @@ def _lab(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--builtin", action="store_true")
     _json(ls)
     for verb, text in (("status", "hosts, networks, containers and a reachability matrix from real pings"),
-                       ("check", "exit 0 and 'solved' when the exercise goal holds")):  # fmt: skip
+                       ("check", "exit 0 and 'solved' when the exercise goal holds"),
+                       ("export", "the topology file of what is running")):  # fmt: skip
         p = lab.add_parser(verb, help=text)
         p.add_argument("name", nargs="?", help="default: the current lab")
         _json(p)

@@ -23,10 +23,11 @@ from pyroute2 import IPRoute
 from pyroute2 import netns as pr_netns
 
 from backend.errors import NeedRoot, VxrayError
-from backend.lab.spec import LabSpec, parse
+from backend.lab.spec import Attachment, ContainerSpec, LabSpec, NetworkSpec, dump, parse
 from backend.netns import RUN_NETNS
 from backend.ops import containers, hostops, networks, ports
 from backend.ops.context import Context
+from backend.records import ContainerRecord, Endpoint, NetworkRecord
 from backend.store.embedded import EmbeddedKV
 from backend.store.registry import Registry
 
@@ -205,3 +206,29 @@ def check(name: str) -> list[tuple[str, str]]:
         spec = parse(f.read(), f"{name}/lab.toml")
     matrix = reachability(context(name))
     return [(a, b) for a, b in spec.goal if not matrix.get(a, {}).get(b, False)]
+
+
+def export(name: str) -> str:
+    """The topology file of what is running: the store's networks, containers and endpoints now.
+
+    Underlay addresses and the exercise come from the file the lab was built from,
+    since the store keeps only VTEP addresses.
+    """
+    ctx = context(name)
+    with open(os.path.join(lab_dir(name), "lab.toml")) as f:
+        built = parse(f.read(), f"{name}/lab.toml")
+    eps = sorted(ctx.store.endpoints(), key=lambda e: e.ifname)
+    nets = tuple(_network_spec(n) for n in sorted(ctx.store.networks(), key=lambda n: n.name))
+    ctrs = tuple(_container_spec(c, eps) for c in sorted(ctx.store.containers(), key=lambda c: c.name))
+    return dump(LabSpec(name, built.description, built.hosts, nets, ctrs, built.goal, built.solution))
+
+
+def _network_spec(n: NetworkRecord) -> NetworkSpec:
+    options = {k: v for k, v in n.options.items() if k != "created_parent"}
+    return NetworkSpec(n.name, n.driver, n.subnet, n.gateway, n.vni, n.mtu, n.learning, n.internal, n.host, options)
+
+
+def _container_spec(c: ContainerRecord, eps: list[Endpoint]) -> ContainerSpec:
+    attachments = tuple(Attachment(e.network, e.ip, e.mac) for e in eps if e.container == c.name)
+    ports = tuple(f"{p.host_port}:{p.port}/{p.proto}" for p in c.ports)
+    return ContainerSpec(c.name, c.host, attachments, c.mode, ports)

@@ -163,3 +163,40 @@ def parse(text: str, source: str = "lab.toml") -> LabSpec:
         goal.append((src, dst))
     return LabSpec(name, lab.get("description", ""), tuple(hosts), tuple(networks), tuple(containers), tuple(goal),
                    tuple(exercise.get("solution", [])))  # fmt: skip
+
+
+def _toml(value: Any) -> str:
+    """One TOML value: the few kinds a topology file holds."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items() if v is not None) + " }"
+    return "[" + ", ".join(_toml(v) for v in value) + "]"
+
+
+def _table(header: str, fields: dict[str, Any]) -> list[str]:
+    return [header, *(f"{k} = {_toml(v)}" for k, v in fields.items() if v not in (None, {}, (), [], False)), ""]
+
+
+def dump(spec: LabSpec) -> str:
+    """The topology file of ``spec``; ``parse(dump(s)) == s``."""
+    lines = _table("[lab]", {"name": spec.name, "description": spec.description})
+    for h in spec.hosts:
+        lines += _table("[[hosts]]", {"name": h.name, "underlay": h.underlay})
+    for n in spec.networks:
+        lines += _table("[[networks]]", {
+            "name": n.name, "driver": n.driver, "subnet": n.subnet, "gateway": n.gateway, "vni": n.vni,
+            "mtu": n.mtu, "learning": n.learning, "internal": n.internal, "host": n.host, "options": n.options,
+        })  # fmt: skip
+    for c in spec.containers:
+        nets = [{"network": a.network, "ip": a.ip, "mac": a.mac} for a in c.networks]
+        mode = c.mode if c.mode != "bridge" else None
+        lines += _table("[[containers]]", {"name": c.name, "host": c.host, "networks": nets, "mode": mode,
+                                            "ports": list(c.ports)})  # fmt: skip
+    if spec.goal or spec.solution:
+        lines += _table("[exercise]", {"goal": [f"{a} -> {b}" for a, b in spec.goal], "solution": list(spec.solution)})
+    return "\n".join(lines)
