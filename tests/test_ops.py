@@ -216,6 +216,11 @@ def test_user_bridges_are_isolated_until_connect_gives_a_second_interface(cluste
     assert c.lab.run(c.ctr("ha", "x"), "ip", "link", "show", "eth1", check=False).returncode != 0
 
 
+def _ours(c: Cluster) -> list[str]:
+    """This test's namespaces (other runs on the machine may add theirs meanwhile)."""
+    return sorted(n for n in os.listdir("/run/netns") if n.startswith(c.lab.prefix))
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -261,14 +266,14 @@ def test_bad_input_is_one_line_naming_the_value_and_changes_nothing(
 
     store = open_store(c.store)
     before_store = store.kv.items("")
-    before_ns = sorted(os.listdir("/run/netns"))
+    before_ns = _ours(c)
     before_links = {h: c.lab.run(ns, "ip", "-br", "link").stdout for h, ns in c.ns.items()}
     capsys.readouterr()
     assert c.vx(*argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and named in err[0], err
     assert store.kv.items("") == before_store
-    assert sorted(os.listdir("/run/netns")) == before_ns
+    assert _ours(c) == before_ns
     assert {h: c.lab.run(ns, "ip", "-br", "link").stdout for h, ns in c.ns.items()} == before_links
     store.close()
 
@@ -277,7 +282,7 @@ def test_unreachable_store_is_a_clear_error_and_nothing_is_built(
     cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = f"consul://127.0.0.1:{_closed_port()}"
-    before = sorted(os.listdir("/run/netns"))
+    before = _ours(cluster)
     assert main(["--store", url, "network", "create", "n1", "--subnet", "10.9.0.0/24", "--host", "ha"]) == 2
     assert capsys.readouterr().err.strip() == f"vxray: store {url} unreachable: ConnectionError"
-    assert sorted(os.listdir("/run/netns")) == before
+    assert _ours(cluster) == before

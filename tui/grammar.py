@@ -21,6 +21,13 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+def _group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
+    """A command with actions (``network create``, ``lab up`` …)."""
+    return sub.add_parser(name, help=help).add_subparsers(
+        dest="action", required=True, metavar="ACTION", parser_class=Parser
+    )
+
+
 def _json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -37,9 +44,7 @@ def _scope(p: argparse.ArgumentParser) -> None:
 
 
 def _network(sub: argparse._SubParsersAction) -> None:
-    net = sub.add_parser("network", help="create, list, inspect, remove, connect networks").add_subparsers(
-        dest="action", required=True, metavar="ACTION", parser_class=Parser
-    )
+    net = _group(sub, "network", help="create, list, inspect, remove, connect networks")
     c = net.add_parser("create", help="a bridge, overlay or macvlan network")
     c.add_argument("name")
     c.add_argument("-d", "--driver", default="bridge", help="bridge (default), overlay or macvlan")
@@ -74,9 +79,7 @@ def _network(sub: argparse._SubParsersAction) -> None:
 
 
 def _container(sub: argparse._SubParsersAction) -> None:
-    ctr = sub.add_parser("container", help="lab containers: network namespaces, no image").add_subparsers(
-        dest="action", required=True, metavar="ACTION", parser_class=Parser
-    )
+    ctr = _group(sub, "container", help="lab containers: network namespaces, no image")
     r = ctr.add_parser("run", help="create a container (a namespace) on a host")
     r.add_argument("name")
     r.add_argument("--host")
@@ -123,9 +126,7 @@ def _entries(sub: argparse._SubParsersAction) -> None:
 
 
 def _hosts_and_ports(sub: argparse._SubParsersAction) -> None:
-    hosts = sub.add_parser("host", help="the machines the store knows").add_subparsers(
-        dest="action", required=True, metavar="ACTION", parser_class=Parser
-    )
+    hosts = _group(sub, "host", help="the machines the store knows")
     a = hosts.add_parser("add", help="register a host: this machine, or a namespace acting as one")
     a.add_argument("name")
     a.add_argument("--netns", metavar="NS", help="the host is this named network namespace (labs)")
@@ -135,9 +136,7 @@ def _hosts_and_ports(sub: argparse._SubParsersAction) -> None:
     r.add_argument("name")
     _json(r)
     _json(hosts.add_parser("ls", help="every host in the store"))
-    port = sub.add_parser("port", help="publish container ports").add_subparsers(
-        dest="action", required=True, metavar="ACTION", parser_class=Parser
-    )
+    port = _group(sub, "port", help="publish container ports")
     p = port.add_parser("add", help="HOSTPORT:PORT[/tcp|udp], with DNAT and MASQUERADE as Docker writes them")
     p.add_argument("container")
     p.add_argument("mapping", metavar="HOSTPORT:PORT[/PROTO]")
@@ -145,9 +144,7 @@ def _hosts_and_ports(sub: argparse._SubParsersAction) -> None:
 
 
 def _lab(sub: argparse._SubParsersAction) -> None:
-    lab = sub.add_parser("lab", help="multi-host labs built from namespaces on this machine").add_subparsers(
-        dest="action", required=True, metavar="ACTION", parser_class=Parser
-    )
+    lab = _group(sub, "lab", help="multi-host labs built from namespaces on this machine")
     u = lab.add_parser("up", help="build a lab from a built-in scenario or a topology file; it becomes current")
     u.add_argument("source", metavar="NAME|FILE")
     u.add_argument("--name", help="run it under another name (two copies side by side)")
