@@ -129,8 +129,7 @@ def _build_macvlan_parent(ctx: Context, h: Host, rec: NetworkRecord, undo: Undo)
         undo.push(delete_link, h, parent, None)
         ipr.link("set", index=idx, state="up")
     updated = replace(rec, options={**rec.options, "created_parent": "1"})
-    ctx.store.remove_network(rec.name)
-    ctx.store.add_network(updated)
+    ctx.store.update_network(updated)
     return updated
 
 

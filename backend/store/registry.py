@@ -81,6 +81,9 @@ class Registry:
     def add_network(self, rec: NetworkRecord) -> None:
         self._create(f"networks/{rec.name}", rec, f"network {rec.name}")
 
+    def update_network(self, rec: NetworkRecord) -> None:
+        self._replace(f"networks/{rec.name}", rec)
+
     def remove_network(self, name: str) -> None:
         self.kv.delete(f"networks/{name}")
 
