@@ -214,6 +214,10 @@ def test_user_bridges_are_isolated_until_connect_gives_a_second_interface(cluste
     assert c.ping(c.ctr("ha", "x"), "10.77.2.2")
     c.ok("network", "disconnect", "b", "x")
     assert c.lab.run(c.ctr("ha", "x"), "ip", "link", "show", "eth1", check=False).returncode != 0
+    c.ok("network", "connect", "b", "x")
+    c.ok("network", "disconnect", "a", "x")
+    c.ok("network", "connect", "a", "x")  # eth0 is free again, eth1 is taken: no name clash
+    assert "10.77.1." in c.lab.run(c.ctr("ha", "x"), "ip", "-br", "addr", "show", "eth0").stdout
 
 
 def _ours(c: Cluster) -> list[str]:

@@ -96,7 +96,8 @@ def _attach(
     ip = ctx.store.claim_ip(net, rec.name, ip)
     undo.push(ctx.store.release_ip, net.name, ip)
     mac = validate.mac(mac) if mac else mac_for(ip)
-    ifname = f"eth{len([e for e in ctx.store.endpoints() if e.container == rec.name])}"
+    taken = {e.ifname for e in ctx.store.endpoints() if e.container == rec.name}
+    ifname = next(f"eth{n}" for n in range(len(taken) + 1) if f"eth{n}" not in taken)
     outside = host_ifname(rec.name, net.name)
     if net.driver == "macvlan":
         _macvlan(h, rec, net, outside, ifname, undo)
