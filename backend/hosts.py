@@ -13,14 +13,14 @@ import os
 import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TypeVar
 
 from pyroute2 import IPRoute, NetlinkError
-from pyroute2 import netns as pr_netns
 
-from backend import nsenter
+from backend import namedns, nsenter, rtnl_edit
 from backend.errors import VxrayError
+from backend.netlink import NetlinkSocket
 from backend.netns import RUN_NETNS, Scope
 from backend.records import HostRecord
 
@@ -40,8 +40,12 @@ class Host(ABC):
         """The machine-wide name of the host's namespace ``local`` (a container, a sandbox)."""
 
     @abstractmethod
-    def ipr(self, netns: str | None = None) -> IPRoute:
-        """A netlink handle in the host's own namespace, or in one of its namespaces."""
+    def ipr(self, netns: str | None = None) -> AbstractContextManager[IPRoute]:
+        """A netlink handle in the host's own namespace, or in one of its namespaces, for one block."""
+
+    @abstractmethod
+    def netlink(self, netns: str | None = None) -> AbstractContextManager[NetlinkSocket]:
+        """A raw netlink socket for ``backend.rtnl_edit``'s fast writes, like ``ipr``."""
 
     @abstractmethod
     def add_netns(self, local: str) -> str:
@@ -72,22 +76,35 @@ class NetnsHost(Host):
     def ns_name(self, local: str) -> str:
         return f"{self.record.netns}-{local}" if self.record.netns else local
 
-    def ipr(self, netns: str | None = None) -> IPRoute:
-        target = netns or self.record.netns
-        return IPRoute(netns=target) if target else IPRoute()
+    @contextmanager
+    def ipr(self, netns: str | None = None) -> Iterator[IPRoute]:
+        """The handle's socket is opened with the thread inside the namespace: no helper process.
+
+        pyroute2 opens a socket per thread on first use, so the thread stays inside
+        for the whole block; a handle must not outlive it.
+        """
+        with _entered(netns or self.record.netns), IPRoute() as ipr:
+            yield ipr
+
+    @contextmanager
+    def netlink(self, netns: str | None = None) -> Iterator[NetlinkSocket]:
+        with _entered(netns or self.record.netns):
+            nl = NetlinkSocket()  # bound to the namespace it is created in, for its whole life
+        with nl:
+            yield nl
 
     def add_netns(self, local: str) -> str:
         name = self.ns_name(local)
         if self.has_netns(name):
             raise VxrayError(f"namespace {name} already exists on host {self.name}")
-        pr_netns.create(name)
-        with self.ipr(name) as ipr:
-            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        namedns.create(name)
+        with self.netlink(name) as nl:
+            rtnl_edit.set_link(nl, rtnl_edit.index_or_error(nl, "lo", name), up=True)
         return name
 
     def remove_netns(self, name: str) -> None:
         if self.has_netns(name):
-            pr_netns.remove(name)
+            namedns.remove(name)
 
     def has_netns(self, name: str) -> bool:
         return os.path.exists(os.path.join(RUN_NETNS, name))
@@ -110,12 +127,8 @@ def _entered(netns: str | None) -> Iterator[None]:
     if netns is None:
         yield
         return
-    fd = os.open(os.path.join(RUN_NETNS, netns), os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        with nsenter.netns(fd):
-            yield
-    finally:
-        os.close(fd)
+    with nsenter.named(netns):
+        yield
 
 
 def index_of(ipr: IPRoute, ifname: str, where: str) -> int:

@@ -3,8 +3,8 @@
 pyroute2 decodes every attribute of every message into Python objects; on a host
 with 10,000 FDB and neighbour entries that takes over a second, thirty times what
 ``ip -j neigh`` needs. The snapshot reads only the attributes the model holds, so
-it walks raw buffers with ``struct`` here. Writes (creating links, FDB entries…)
-stay with pyroute2, which does them well.
+it walks raw buffers with ``struct`` here. Most writes stay with pyroute2; the few
+that building a container repeats go through ``backend.rtnl_edit`` on this socket.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ NETLINK_NETFILTER = 12
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
 NLM_F_DUMP = 0x300
+NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 
@@ -121,9 +122,9 @@ class NetlinkSocket:
         """Send a dump request and yield every reply message."""
         yield from self._replies(self._send(msgtype, NLM_F_REQUEST | NLM_F_DUMP, header))
 
-    def request(self, msgtype: int, payload: bytes) -> list[tuple[int, bytes, int, int]]:
-        """Send one request and collect its replies."""
-        seq = self._send(msgtype, NLM_F_REQUEST | NLM_F_ACK, payload)
+    def request(self, msgtype: int, payload: bytes, flags: int = 0) -> list[tuple[int, bytes, int, int]]:
+        """Send one request and collect its replies (``flags``: NLM_F_CREATE, NLM_F_EXCL …)."""
+        seq = self._send(msgtype, NLM_F_REQUEST | NLM_F_ACK | flags, payload)
         return list(self._replies(seq))
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from backend.errors import NeedRoot, VxrayError
+from backend.netns import RUN_NETNS
 
 CLONE_NEWNET = 0x40000000
 
@@ -31,17 +32,37 @@ def _setns(fd: int) -> None:
 
 
 @contextmanager
-def netns(fd: int) -> Iterator[None]:
-    """Enter the namespace open at ``fd`` for the duration of the block (this thread only)."""
+def restore_after() -> Iterator[None]:
+    """Bring this thread back to its current namespace after the block, whatever it entered."""
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _setns(fd)
-        try:
-            yield
-        finally:
-            try:
-                _setns(home)
-            except OSError as exc:  # a thread stuck in a foreign namespace must not go on
-                raise VxrayError(f"cannot return to the original namespace: {exc}") from exc
+        yield
     finally:
-        os.close(home)
+        try:
+            _setns(home)
+        except OSError as exc:  # a thread stuck in a foreign namespace must not go on
+            raise VxrayError(f"cannot return to the original namespace: {exc}") from exc
+        finally:
+            os.close(home)
+
+
+@contextmanager
+def netns(fd: int) -> Iterator[None]:
+    """Enter the namespace open at ``fd`` for the duration of the block (this thread only)."""
+    with restore_after():
+        _setns(fd)
+        yield
+
+
+@contextmanager
+def named(name: str) -> Iterator[None]:
+    """Enter /run/netns/NAME for the duration of the block (this thread only)."""
+    try:
+        fd = os.open(os.path.join(RUN_NETNS, name), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise VxrayError(f"no such network namespace: {name}") from None
+    try:
+        with netns(fd):
+            yield
+    finally:
+        os.close(fd)

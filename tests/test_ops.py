@@ -35,7 +35,7 @@ class Cluster:
         return f"{self.ns[host]}-{name}"
 
     def ping(self, netns: str, ip: str) -> bool:
-        return self.lab.run(netns, "ping", "-c", "1", "-W", "1", ip, check=False).returncode == 0
+        return self.lab.run(netns, "ping", "-c", "3", "-i", "0.2", "-W", "1", ip, check=False).returncode == 0
 
 
 @pytest.fixture

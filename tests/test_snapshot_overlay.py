@@ -27,7 +27,7 @@ def _sandbox(name: str, ctx: Context, host: str) -> str:
 
 
 def _ping(lab: Lab, src: str, ip: str) -> bool:
-    return lab.run(src, "ping", "-c", "1", "-W", "1", ip, check=False).returncode == 0
+    return lab.run(src, "ping", "-c", "3", "-i", "0.2", "-W", "1", ip, check=False).returncode == 0
 
 
 def test_overlay_sandbox_vxlan_is_seen_with_underlay_across_namespaces(overlay: tuple[str, Context]) -> None:

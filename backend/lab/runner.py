@@ -20,8 +20,8 @@ from importlib import resources
 from typing import Any
 
 from pyroute2 import IPRoute
-from pyroute2 import netns as pr_netns
 
+from backend import namedns, nsenter
 from backend.errors import NeedRoot, VxrayError
 from backend.lab.spec import Attachment, ContainerSpec, LabSpec, NetworkSpec, dump, parse
 from backend.netns import RUN_NETNS
@@ -105,21 +105,21 @@ def up(spec: LabSpec, text: str) -> Context:
 
 def _build(spec: LabSpec, ctx: Context) -> None:
     underlay = f"{spec.name}.ul"
-    pr_netns.create(underlay)
-    with IPRoute(netns=underlay) as ipr:
+    namedns.create(underlay)
+    with nsenter.named(underlay), IPRoute() as ipr:
         ipr.link("add", ifname="ul0", kind="bridge")
         ipr.link("set", index=ipr.link_lookup(ifname="ul0")[0], state="up")
     for h in spec.hosts:
         ns = f"{spec.name}.{h.name}"
         iface = ipaddress.IPv4Interface(h.underlay)
-        pr_netns.create(ns)
-        with IPRoute(netns=ns) as ipr:
+        namedns.create(ns)
+        with nsenter.named(ns), IPRoute() as ipr:
             ipr.link("add", ifname="eth0", kind="veth", peer={"ifname": f"ul-{h.name}"[:15], "net_ns_fd": underlay})
             eth0 = ipr.link_lookup(ifname="eth0")[0]
             ipr.addr("add", index=eth0, address=str(iface.ip), prefixlen=iface.network.prefixlen)
             for idx in (eth0, ipr.link_lookup(ifname="lo")[0]):
                 ipr.link("set", index=idx, state="up")
-        with IPRoute(netns=underlay) as ipr:
+        with nsenter.named(underlay), IPRoute() as ipr:
             port = ipr.link_lookup(ifname=f"ul-{h.name}"[:15])[0]
             ipr.link("set", index=port, master=ipr.link_lookup(ifname="ul0")[0], state="up")
         hostops.add(ctx, h.name, ns, str(iface.ip))
@@ -147,7 +147,7 @@ def down(name: str) -> list[str]:
     """Remove every namespace and the state of lab ``name``; what was removed."""
     removed = _namespaces(name)
     for ns in reversed(removed):  # containers and sandboxes before their hosts
-        pr_netns.remove(ns)
+        namedns.remove(ns)
     if os.path.isdir(lab_dir(name)):
         shutil.rmtree(lab_dir(name))
     if current() is None and os.path.exists(os.path.join(home(), "current")):
@@ -161,7 +161,9 @@ def running() -> list[str]:
 
 
 def _ping(netns: str, ip: str) -> bool:
-    argv = ["ip", "netns", "exec", netns, "ping", "-c", "1", "-W", "1", "-q", ip]
+    """Three probes, reachable if any is answered: a neighbour entry left FAILED by an
+    earlier attempt makes the first probe error out at once, before ARP is retried."""
+    argv = ["ip", "netns", "exec", netns, "ping", "-c", "3", "-i", "0.2", "-W", "1", "-q", ip]
     return subprocess.run(argv, capture_output=True).returncode == 0
 
 

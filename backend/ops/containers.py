@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pyroute2 import NetlinkError
 
-from backend import validate
+from backend import netlink, rtnl_edit, validate
 from backend.errors import VxrayError
 from backend.hosts import Host, index_of, kernel_error
+from backend.netns import RUN_NETNS
 from backend.ops.context import Context
 from backend.ops.ports import unpublish_all
 from backend.ops.sandbox import SANDBOX_BRIDGE, delete_link, ensure_sandbox
@@ -89,14 +93,15 @@ def _check_attach(ctx: Context, h: Host, net: str, ip: str | None, mac: str | No
 
 
 def _attach(
-    ctx: Context, h: Host, rec: ContainerRecord, net: NetworkRecord, ip: str | None, mac: str | None, undo: Undo
-) -> Endpoint:
+    ctx: Context, h: Host, rec: ContainerRecord, net: NetworkRecord, ip: str | None, mac: str | None, undo: Undo,
+    taken: frozenset[str] = frozenset(),
+) -> Endpoint:  # fmt: skip
+    """Give ``rec`` an interface on ``net``: the lowest ``eth<n>`` not in ``taken`` (its other interfaces)."""
     if rec.netns is None:
         raise VxrayError(f"container {rec.name} uses the host's network: it cannot join network {net.name}")
     ip = ctx.store.claim_ip(net, rec.name, ip)
     undo.push(ctx.store.release_ip, net.name, ip)
     mac = validate.mac(mac) if mac else mac_for(ip)
-    taken = {e.ifname for e in ctx.store.endpoints() if e.container == rec.name}
     ifname = next(f"eth{n}" for n in range(len(taken) + 1) if f"eth{n}" not in taken)
     outside = host_ifname(rec.name, net.name)
     if net.driver == "macvlan":
@@ -108,23 +113,25 @@ def _attach(
             side_ns, bridge = None, net.options["bridge_name"]
         _veth(h, rec, net, side_ns, bridge, outside, ifname, undo)
     prefix = ipaddress.IPv4Network(net.subnet).prefixlen
-    with h.ipr(rec.netns) as ipr:
-        idx = index_of(ipr, ifname, rec.netns)
-        ipr.link("set", index=idx, address=mac, mtu=net.mtu)
-        ipr.addr("add", index=idx, address=ip, prefixlen=prefix)
-        ipr.link("set", index=idx, state="up")
-        if net.driver == "bridge" and not net.internal:
-            _default_route(ipr, net.gateway)
+    with h.netlink(rec.netns) as nl, _kernel(f"cannot configure {ifname} in {rec.netns}"):
+        idx = rtnl_edit.index_or_error(nl, ifname, rec.netns)
+        rtnl_edit.set_link(nl, idx, mac=mac, mtu=net.mtu, up=True)
+        rtnl_edit.add_address(nl, idx, ip, prefix)
+        if net.driver == "bridge" and not net.internal and not rtnl_edit.has_default_route(nl):
+            rtnl_edit.add_route(nl, "0.0.0.0", 0, net.gateway)  # the first network's gateway, as Docker
     ep = Endpoint(rec.name, net.name, h.name, ifname, mac, ip, outside)
     ctx.store.add_endpoint(ep)
     undo.push(ctx.store.remove_endpoint, net.name, rec.name)
     return ep
 
 
-def _default_route(ipr: Any, gateway: str) -> None:
-    """A default route via the bridge's gateway, unless the container has one already."""
-    if not any(r.get("dst_len") == 0 for r in ipr.get_routes(family=2, table=254)):
-        ipr.route("add", dst="0.0.0.0/0", gateway=gateway)
+@contextmanager
+def _kernel(what: str) -> Iterator[None]:
+    """Turn a refusal of the kernel into a one-line error saying what was being done."""
+    try:
+        yield
+    except netlink.NetlinkError as exc:
+        raise VxrayError(f"{what}: {exc.strerror}") from None
 
 
 def _veth(
@@ -132,16 +139,19 @@ def _veth(
     ifname: str, undo: Undo,
 ) -> None:  # fmt: skip
     where = side_ns or f"host {h.name}"
-    with h.ipr(side_ns) as ipr:
-        if ipr.link_lookup(ifname=outside):
+    with h.netlink(side_ns) as nl:
+        if rtnl_edit.link_index(nl, outside) is not None:
             raise VxrayError(f"device {outside} already exists in {where}")
+        fd = os.open(os.path.join(RUN_NETNS, rec.netns), os.O_RDONLY | os.O_CLOEXEC)
         try:
-            ipr.link("add", ifname=outside, kind="veth", peer={"ifname": ifname, "net_ns_fd": rec.netns})
-        except NetlinkError as exc:
-            raise kernel_error(exc, f"cannot create veth {outside} in {where}") from None
+            with _kernel(f"cannot create veth {outside} in {where}"):
+                rtnl_edit.add_veth(nl, outside, ifname, fd)
+        finally:
+            os.close(fd)
         undo.push(delete_link, h, outside, side_ns)
-        idx = index_of(ipr, outside, where)
-        ipr.link("set", index=idx, mtu=net.mtu, master=index_of(ipr, bridge, where), state="up")
+        with _kernel(f"cannot attach {outside} to {bridge} in {where}"):
+            idx = rtnl_edit.index_or_error(nl, outside, where)
+            rtnl_edit.set_link(nl, idx, mtu=net.mtu, master=rtnl_edit.index_or_error(nl, bridge, where), up=True)
 
 
 def _macvlan(h: Host, rec: ContainerRecord, net: NetworkRecord, outside: str, ifname: str, undo: Undo) -> None:
@@ -167,7 +177,8 @@ def connect(ctx: Context, net: str, container: str, ip: str | None = None, mac: 
         raise VxrayError(f"container {container} is already connected to network {net}")
     network = _check_attach(ctx, h, net, ip, mac)
     with Undo() as undo:
-        return _attach(ctx, h, rec, network, ip, mac, undo)
+        taken = frozenset(e.ifname for e in ctx.store.endpoints() if e.container == container)
+        return _attach(ctx, h, rec, network, ip, mac, undo, taken)
 
 
 def disconnect(ctx: Context, net: str, container: str) -> None:

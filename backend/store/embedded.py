@@ -26,6 +26,8 @@ class EmbeddedKV(KV):
         try:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+            self.db.execute("PRAGMA synchronous=NORMAL")  # a killed process loses nothing committed
             self.db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise VxrayError(f"store {self.url} unusable: {exc}") from None
