@@ -178,3 +178,35 @@ def test_export_describes_what_runs_and_builds_the_same_lab_again(lab: Lab, home
     assert runner.status(copy)["reachability"] == runner.status(name)["reachability"]
     runner.down(copy)
     runner.down(name)
+
+
+ROUTED = """\
+[lab]
+name = "t"
+
+[[segments]]
+name = "lan1"
+
+[[routers]]
+name = "r1"
+interfaces = [{ segment = "lan9", address = "10.0.0.1/24" }]
+
+[[hosts]]
+name = "h1"
+underlay = "10.0.0.2/24"
+"""
+
+
+def test_router_on_an_unknown_segment_is_placed_on_its_line() -> None:
+    with pytest.raises(VxrayError, match=r"^t.toml:9: routers\[0\].interfaces: unknown segment 'lan9'$"):
+        parse(ROUTED, "t.toml")
+
+
+def test_fault_of_an_unknown_kind_or_missing_a_field_is_named() -> None:
+    text = ROUTED.replace("lan9", "lan1") + '\n[[faults]]\nkind = "gremlins"\nhost = "h1"\n'
+    with pytest.raises(VxrayError, match=r"^t.toml:16: faults\[0\].kind: unknown fault 'gremlins'"):
+        parse(text, "t.toml")
+    with pytest.raises(VxrayError, match=r"^t.toml:15: faults\[0\]: fault wrong-vni needs 'network'$"):
+        parse(text.replace("gremlins", "wrong-vni"), "t.toml")
+    with pytest.raises(VxrayError, match=r"^t.toml:17: faults\[0\].host: unknown host 'h9'$"):
+        parse(text.replace("gremlins", "forward-drop").replace('host = "h1"\n', 'host = "h9"\n'), "t.toml")

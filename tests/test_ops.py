@@ -257,6 +257,17 @@ BAD = [
     (["arp", "add", "172.21.0.300", "02:42:ac:15:00:09", "--container", "vm3"], "172.21.0.300"),
     (["port", "add", "vm3", "80:99999"], "99999"),
     (["port", "add", "vm3", "8080"], "8080"),
+    (["host", "set", "ha", "ip_forward=2"], "'2'"),
+    (["host", "set", "ha", "ip_forward=1", "udp.99999=drop"], "99999"),
+    (["host", "set", "ha", "mtu.eth9=1400"], "eth9"),
+    (["host", "set", "ha", "colour=blue"], "colour"),
+    (["host", "set", "ha", "forward_policy=REJECT"], "REJECT"),
+    (["network", "repair", "nonet"], "nonet"),
+    (["network", "create", "n1", "--subnet", "10.9.0.0/24", "--host", "ha", "-o", "nic=eth7"], "eth7"),
+    (["network", "create", "-d", "flannel", "f1", "--subnet", "10.70.0.0/16", "-o", "leases=ha=10.80.0.0/24"],
+     "10.80.0.0/24"),
+    (["network", "create", "-d", "flannel", "f1", "--subnet", "10.70.0.0/16", "-o", "leases=hz=10.70.1.0/24"],
+     "hz"),
 ]  # fmt: skip
 
 

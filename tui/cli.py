@@ -159,6 +159,9 @@ def _network(args: argparse.Namespace) -> int:
     if args.action == "rm":
         networks.remove(ctx, args.name, args.force)
         return _emit(args, {"removed": args.name}, args.name)
+    if args.action == "repair":
+        fixed = networks.repair(ctx, args.name, args.host)
+        return _emit(args, fixed, "\n".join(fixed))
     if args.action == "connect":
         ep = containers.connect(ctx, args.network, args.container, args.ip, args.mac)
         return _emit(args, ep, f"{ep.container} {ep.ifname} {ep.ip} {ep.mac} on {ep.network}")
@@ -219,6 +222,9 @@ def _host(args: argparse.Namespace) -> int:
     if args.action == "rm":
         hostops.remove(ctx, args.name)
         return _emit(args, {"removed": args.name}, args.name)
+    if args.action == "set":
+        done = hostops.set_(ctx, args.name, args.settings)
+        return _emit(args, done, "\n".join(f"{args.name}: {d}" for d in done))
     rows = hostops.host_list(ctx)
     return _emit(args, rows, _table(rows, ["name", "vtep", "netns"]))
 

@@ -68,6 +68,10 @@ def _network(sub: argparse._SubParsersAction) -> None:
     r.add_argument("name")
     r.add_argument("--force", action="store_true", help="disconnect its endpoints first")
     _json(r)
+    rp = net.add_parser("repair", help="make the kernel match the store: VXLAN VNI, MTUs, FDB/ARP entries")
+    rp.add_argument("name")
+    rp.add_argument("--host", help="only this host")
+    _json(rp)
     for verb, text in (("connect", "give a container an interface on a network"), ("disconnect", "take it away")):
         p = net.add_parser(verb, help=text)
         p.add_argument("network")
@@ -136,6 +140,14 @@ def _hosts_and_ports(sub: argparse._SubParsersAction) -> None:
     r.add_argument("name")
     _json(r)
     _json(hosts.add_parser("ls", help="every host in the store"))
+    st = hosts.add_parser(
+        "set", help="forwarding and firewall settings overlays depend on",
+        description="host set HOST KEY=VALUE...: ip_forward=0|1, rp_filter=0|1|2, forward_policy=ACCEPT|DROP, "
+        "udp.PORT=drop|accept (an INPUT rule dropping e.g. VXLAN's 4789), mtu.DEV=N",
+    )  # fmt: skip
+    st.add_argument("name")
+    st.add_argument("settings", nargs="+", metavar="KEY=VALUE")
+    _json(st)
     port = _group(sub, "port", help="publish container ports")
     p = port.add_parser("add", help="HOSTPORT:PORT[/tcp|udp], with DNAT and MASQUERADE as Docker writes them")
     p.add_argument("container")

@@ -1,7 +1,8 @@
 """Build, measure and remove labs: multi-host topologies of namespaces on one machine.
 
-A lab named N lives in namespaces ``N.ul`` (the underlay bridge) and ``N.<host>``
-(each host, with its containers and sandboxes as ``N.<host>-…``), and in a state
+A lab named N lives in namespaces ``N.ul`` (one bridge per underlay segment),
+``N.<router>`` (routers between segments) and ``N.<host>`` (each host, with its
+containers and sandboxes as ``N.<host>-…``), and in a state
 directory ``$VXRAY_HOME/labs/N`` holding its topology file and its own store. It
 is built only through ``backend.ops``, the operations an operator uses, so labs
 exercise the same code. ``down`` sweeps by the ``N.`` prefix, which no other lab
@@ -10,12 +11,14 @@ can share (lab names have no dots), so it also cleans up after a killed ``up``.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 
@@ -23,10 +26,11 @@ from pyroute2 import IPRoute
 
 from backend import namedns, nsenter
 from backend.errors import NeedRoot, VxrayError
-from backend.lab.spec import Attachment, ContainerSpec, LabSpec, NetworkSpec, dump, parse
+from backend.lab.spec import Attachment, ContainerSpec, FaultSpec, HostSpec, LabSpec, NetworkSpec, dump, parse
 from backend.netns import RUN_NETNS
-from backend.ops import containers, hostops, networks, ports
+from backend.ops import containers, entries, hostops, networks, ports
 from backend.ops.context import Context
+from backend.ops.sandbox import set_vni
 from backend.records import ContainerRecord, Endpoint, NetworkRecord
 from backend.store.embedded import EmbeddedKV
 from backend.store.registry import Registry
@@ -106,23 +110,19 @@ def up(spec: LabSpec, text: str) -> Context:
 def _build(spec: LabSpec, ctx: Context) -> None:
     underlay = f"{spec.name}.ul"
     namedns.create(underlay)
+    segments = spec.segments or ("ul0",)
     with nsenter.named(underlay), IPRoute() as ipr:
-        ipr.link("add", ifname="ul0", kind="bridge")
-        ipr.link("set", index=ipr.link_lookup(ifname="ul0")[0], state="up")
+        for seg in segments:
+            ipr.link("add", ifname=seg, kind="bridge")
+            ipr.link("set", index=ipr.link_lookup(ifname=seg)[0], state="up")
+    for r in spec.routers:
+        ns = _machine(spec, r.name, [(f"eth{k}", p.segment, p.address) for k, p in enumerate(r.interfaces)], None)
+        with nsenter.named(ns), open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+            f.write("1")
+        hostops.add(ctx, r.name, ns, None)
     for h in spec.hosts:
-        ns = f"{spec.name}.{h.name}"
-        iface = ipaddress.IPv4Interface(h.underlay)
-        namedns.create(ns)
-        with nsenter.named(ns), IPRoute() as ipr:
-            ipr.link("add", ifname="eth0", kind="veth", peer={"ifname": f"ul-{h.name}"[:15], "net_ns_fd": underlay})
-            eth0 = ipr.link_lookup(ifname="eth0")[0]
-            ipr.addr("add", index=eth0, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-            for idx in (eth0, ipr.link_lookup(ifname="lo")[0]):
-                ipr.link("set", index=idx, state="up")
-        with nsenter.named(underlay), IPRoute() as ipr:
-            port = ipr.link_lookup(ifname=f"ul-{h.name}"[:15])[0]
-            ipr.link("set", index=port, master=ipr.link_lookup(ifname="ul0")[0], state="up")
-        hostops.add(ctx, h.name, ns, str(iface.ip))
+        ns = _machine(spec, h.name, [("eth0", spec.segment_of(h), h.underlay)], _gateway(spec, h))
+        hostops.add(ctx, h.name, ns, str(ipaddress.IPv4Interface(h.underlay).ip))
     for n in spec.networks:
         networks.create(
             ctx, n.name, n.driver, n.subnet, n.gateway, None if n.vni is None else str(n.vni),
@@ -137,6 +137,67 @@ def _build(spec: LabSpec, ctx: Context) -> None:
             containers.connect(ctx, a.network, c.name, a.ip, a.mac)
         for mapping in c.ports:
             ports.publish(ctx, c.name, mapping)
+    for n in spec.networks:
+        if n.sync:
+            entries.sync(ctx, n.name)
+    for fault in spec.faults:
+        inject(ctx, fault)
+
+
+def _port_name(machine: str, ifname: str) -> str:
+    """The underlay-side end of a machine's interface: readable when it fits in 15 characters."""
+    name = f"ul-{machine}" if ifname == "eth0" else f"ul-{machine}-{ifname[3:]}"
+    return name if len(name) <= 15 else "ul-" + hashlib.sha1(f"{machine}/{ifname}".encode()).hexdigest()[:12]
+
+
+def _machine(spec: LabSpec, name: str, ports: list[tuple[str, str, str]], gateway: str | None) -> str:
+    """A host or router namespace ``<lab>.<name>`` with one interface per (ifname, segment, address)."""
+    underlay, ns = f"{spec.name}.ul", f"{spec.name}.{name}"
+    namedns.create(ns)
+    for ifname, segment, address in ports:
+        iface, outside = ipaddress.IPv4Interface(address), _port_name(name, ifname)
+        with nsenter.named(ns), IPRoute() as ipr:
+            ipr.link("add", ifname=ifname, kind="veth", peer={"ifname": outside, "net_ns_fd": underlay})
+            idx = ipr.link_lookup(ifname=ifname)[0]
+            ipr.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+            ipr.link("set", index=idx, state="up")
+        with nsenter.named(underlay), IPRoute() as ipr:
+            port = ipr.link_lookup(ifname=outside)[0]
+            ipr.link("set", index=port, master=ipr.link_lookup(ifname=segment)[0], state="up")
+    with nsenter.named(ns), IPRoute() as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        if gateway:
+            ipr.route("add", dst="0.0.0.0/0", gateway=gateway)
+    return ns
+
+
+def _gateway(spec: LabSpec, host: HostSpec) -> str | None:
+    """The host's default gateway: its own, or the one router on its segment."""
+    if host.gateway:
+        return host.gateway
+    segment = spec.segment_of(host)
+    addrs = [p.address for r in spec.routers for p in r.interfaces if p.segment == segment]
+    return str(ipaddress.IPv4Interface(addrs[0]).ip) if len(addrs) == 1 else None
+
+
+def inject(ctx: Context, fault: FaultSpec) -> None:
+    """Break the lab as ``fault`` says, through the same operations an operator would use."""
+    if fault.kind in ("fdb-remove", "stale-fdb"):
+        ep = next(e for e in ctx.store.endpoints(fault.network) if e.container == fault.container)
+        vtep = ctx.host(ep.host).record.vtep or ""
+        entries.fdb(ctx, "del", ep.mac, vtep, network=fault.network, host=fault.host)
+        if fault.kind == "stale-fdb":
+            entries.fdb(ctx, "add", ep.mac, fault.dst or "", network=fault.network, host=fault.host)
+    elif fault.kind == "wrong-vni":
+        set_vni(ctx.host(fault.host), ctx.network(fault.network or ""), fault.vni or 0)
+    else:
+        setting = {
+            "mtu": f"mtu.{fault.device}={fault.mtu}",
+            "ip-forward-off": "ip_forward=0",
+            "forward-drop": "forward_policy=DROP",
+            "udp-drop": f"udp.{fault.port}=drop",
+        }[fault.kind]
+        hostops.set_(ctx, fault.host or "", [setting])
 
 
 def _namespaces(name: str) -> list[str]:
@@ -160,14 +221,17 @@ def running() -> list[str]:
     return sorted(os.listdir(root)) if os.path.isdir(root) else []
 
 
-def _ping(netns: str, ip: str) -> bool:
+def _ping(netns: str, ip: str, size: int | None = None) -> bool:
     """Three probes, reachable if any is answered: a neighbour entry left FAILED by an
-    earlier attempt makes the first probe error out at once, before ARP is retried."""
+    earlier attempt makes the first probe error out at once, before ARP is retried.
+    With ``size``, probes carry that payload and may not be fragmented (MTU exercises)."""
     argv = ["ip", "netns", "exec", netns, "ping", "-c", "3", "-i", "0.2", "-W", "1", "-q", ip]
+    if size is not None:
+        argv[-1:-1] = ["-s", str(size), "-M", "do"]
     return subprocess.run(argv, capture_output=True).returncode == 0
 
 
-def reachability(ctx: Context) -> dict[str, dict[str, bool]]:
+def reachability(ctx: Context, size: int | None = None) -> dict[str, dict[str, bool]]:
     """Real pings between every ordered pair of containers with a namespace.
 
     The target address is the one on a network both share, else the target's
@@ -184,11 +248,18 @@ def reachability(ctx: Context) -> dict[str, dict[str, bool]]:
 
     pairs = [(a, b) for a in sorted(ctrs) for b in sorted(ctrs) if a != b and b in ips]
     with ThreadPoolExecutor(max_workers=16) as pool:
-        results = list(pool.map(lambda p: _ping(ctrs[p[0]].netns, target(*p)), pairs))
+        results = list(pool.map(lambda p: _ping(ctrs[p[0]].netns, target(*p), size), pairs))
     matrix: dict[str, dict[str, bool]] = {a: {} for a in sorted(ctrs)}
     for (a, b), ok in zip(pairs, results, strict=True):
         matrix[a][b] = ok
     return matrix
+
+
+def built(name: str) -> LabSpec:
+    """The topology file lab ``name`` was built from."""
+    context(name)  # the lab must be up
+    with open(os.path.join(lab_dir(name), "lab.toml")) as f:
+        return parse(f.read(), f"{name}/lab.toml")
 
 
 def status(name: str) -> dict[str, Any]:
@@ -198,36 +269,36 @@ def status(name: str) -> dict[str, Any]:
         "hosts": hostops.host_list(ctx),
         "networks": networks.network_list(ctx),
         "containers": containers.container_list(ctx),
-        "reachability": reachability(ctx),
+        "reachability": reachability(ctx, built(name).size),
     }
 
 
 def check(name: str) -> list[tuple[str, str]]:
     """The goal pairs that still fail (empty: solved)."""
-    with open(os.path.join(lab_dir(name), "lab.toml")) as f:
-        spec = parse(f.read(), f"{name}/lab.toml")
-    matrix = reachability(context(name))
+    spec = built(name)
+    matrix = reachability(context(name), spec.size)
     return [(a, b) for a, b in spec.goal if not matrix.get(a, {}).get(b, False)]
 
 
 def export(name: str) -> str:
     """The topology file of what is running: the store's networks, containers and endpoints now.
 
-    Underlay addresses and the exercise come from the file the lab was built from,
-    since the store keeps only VTEP addresses.
+    The underlay (segments, routers, host addresses) and the exercise come from the
+    file the lab was built from, since the store keeps only VTEP addresses. Faults
+    are left out: they are events, not topology, so the file builds the healthy lab.
     """
-    ctx = context(name)
-    with open(os.path.join(lab_dir(name), "lab.toml")) as f:
-        built = parse(f.read(), f"{name}/lab.toml")
+    ctx, spec = context(name), built(name)
     eps = sorted(ctx.store.endpoints(), key=lambda e: e.ifname)
-    nets = tuple(_network_spec(n) for n in sorted(ctx.store.networks(), key=lambda n: n.name))
+    sync = {n.name for n in spec.networks if n.sync}
+    nets = tuple(_network_spec(n, n.name in sync) for n in sorted(ctx.store.networks(), key=lambda n: n.name))
     ctrs = tuple(_container_spec(c, eps) for c in sorted(ctx.store.containers(), key=lambda c: c.name))
-    return dump(LabSpec(name, built.description, built.hosts, nets, ctrs, built.goal, built.solution))
+    return dump(replace(spec, name=name, networks=nets, containers=ctrs, faults=()))
 
 
-def _network_spec(n: NetworkRecord) -> NetworkSpec:
+def _network_spec(n: NetworkRecord, sync: bool) -> NetworkSpec:
     options = {k: v for k, v in n.options.items() if k != "created_parent"}
-    return NetworkSpec(n.name, n.driver, n.subnet, n.gateway, n.vni, n.mtu, n.learning, n.internal, n.host, options)
+    return NetworkSpec(n.name, n.driver, n.subnet, n.gateway, n.vni, n.mtu, n.learning, n.internal, n.host, options,
+                       sync)  # fmt: skip
 
 
 def _container_spec(c: ContainerRecord, eps: list[Endpoint]) -> ContainerSpec:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from backend import validate
@@ -21,6 +21,48 @@ from backend.errors import VxrayError
 class HostSpec:
     name: str
     underlay: str  # address/prefix on the underlay segment, also the host's VTEP
+    segment: str | None = None  # None: the first segment (or the lab's single implicit one)
+    gateway: str | None = None  # None: the router on its segment, if there is exactly one
+
+
+@dataclass(frozen=True)
+class RouterPort:
+    segment: str
+    address: str
+
+
+@dataclass(frozen=True)
+class RouterSpec:
+    """A namespace that forwards between underlay segments, as the swarm example's router does."""
+
+    name: str
+    interfaces: tuple[RouterPort, ...]
+
+
+FAULT_FIELDS = {  # kind -> the fields it needs, beyond ``kind``
+    "fdb-remove": ("host", "network", "container"),
+    "stale-fdb": ("host", "network", "container", "dst"),
+    "wrong-vni": ("host", "network", "vni"),
+    "mtu": ("host", "mtu"),
+    "ip-forward-off": ("host",),
+    "forward-drop": ("host",),
+    "udp-drop": ("host",),
+}
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """A fault injected after the build, through the operations, for an exercise to find."""
+
+    kind: str
+    host: str | None = None  # a host or a router
+    network: str | None = None
+    container: str | None = None
+    dst: str | None = None  # stale-fdb: the wrong VTEP
+    vni: int | None = None  # wrong-vni: the VNI the host's VXLAN device gets
+    mtu: int | None = None  # mtu: the host's underlay MTU
+    device: str = "eth0"  # mtu: which device
+    port: int = 4789  # udp-drop: which UDP port the host's INPUT drops
 
 
 @dataclass(frozen=True)
@@ -42,6 +84,7 @@ class NetworkSpec:
     internal: bool = False
     host: str | None = None
     options: dict[str, str] = field(default_factory=dict)
+    sync: bool = False  # overlays: program every host's FDB/ARP after the build (`fdb sync`), as a control plane
 
 
 @dataclass(frozen=True)
@@ -62,6 +105,13 @@ class LabSpec:
     containers: tuple[ContainerSpec, ...] = ()
     goal: tuple[tuple[str, str], ...] = ()
     solution: tuple[str, ...] = ()
+    segments: tuple[str, ...] = ()  # underlay L2 segments; none declared: one segment ``ul0``
+    routers: tuple[RouterSpec, ...] = ()
+    faults: tuple[FaultSpec, ...] = ()
+    size: int | None = None  # ICMP payload of the reachability pings (DF set); None: ping's default
+
+    def segment_of(self, host: HostSpec) -> str:
+        return host.segment or (self.segments[0] if self.segments else "ul0")
 
 
 class _Locator:
@@ -109,23 +159,49 @@ def parse(text: str, source: str = "lab.toml") -> LabSpec:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise VxrayError(f"{source}: {exc}") from None
-    _known(loc, doc, "lab", None, {"lab", "hosts", "networks", "containers", "exercise"})
+    _known(loc, doc, "lab", None, {"lab", "segments", "routers", "hosts", "networks", "containers", "faults",
+                                   "exercise"})  # fmt: skip
     lab = doc.get("lab", {})
     _known(loc, lab, "lab", None, {"name", "description"})
     name = validate.name(_str(loc, lab, "lab", None, "name") or "", "lab name")
 
+    segments = []
+    for i, seg in enumerate(doc.get("segments", [])):
+        _known(loc, seg, "segments", i, {"name"})
+        segments.append(validate.ifname(_str(loc, seg, "segments", i, "name")))
+    known_segments = set(segments) or {"ul0"}
+
+    routers = []
+    for i, r in enumerate(doc.get("routers", [])):
+        _known(loc, r, "routers", i, {"name", "interfaces"})
+        ports = []
+        for port in r.get("interfaces", []):
+            if not isinstance(port, dict) or set(port) != {"segment", "address"}:
+                raise loc.error("routers", i, "interfaces", f"{port!r}: expected {{ segment = ..., address = ... }}")
+            if port["segment"] not in known_segments:
+                raise loc.error("routers", i, "interfaces", f"unknown segment {port['segment']!r}")
+            ports.append(RouterPort(port["segment"], port["address"]))
+        routers.append(RouterSpec(_str(loc, r, "routers", i, "name"), tuple(ports)))
+
     hosts = []
     for i, h in enumerate(doc.get("hosts", [])):
-        _known(loc, h, "hosts", i, {"name", "underlay"})
-        hosts.append(HostSpec(_str(loc, h, "hosts", i, "name"), _str(loc, h, "hosts", i, "underlay")))
+        _known(loc, h, "hosts", i, {"name", "underlay", "segment", "gateway"})
+        segment = _str(loc, h, "hosts", i, "segment", required=False)
+        if segment is not None and segment not in known_segments:
+            raise loc.error("hosts", i, "segment", f"unknown segment {segment!r}")
+        hosts.append(HostSpec(_str(loc, h, "hosts", i, "name"), _str(loc, h, "hosts", i, "underlay"), segment,
+                              _str(loc, h, "hosts", i, "gateway", required=False)))  # fmt: skip
     if not hosts:
         raise loc.error("lab", None, None, "a lab needs at least one [[hosts]] entry")
     host_names = {h.name for h in hosts}
+    for i, r in enumerate(routers):
+        if r.name in host_names:
+            raise loc.error("routers", i, "name", f"{r.name!r} is also a host")
 
     networks = []
     for i, n in enumerate(doc.get("networks", [])):
         _known(loc, n, "networks", i, {"name", "driver", "subnet", "gateway", "vni", "mtu", "learning", "static",
-                                       "internal", "host", "options"})  # fmt: skip
+                                       "internal", "host", "options", "sync"})  # fmt: skip
         host = _str(loc, n, "networks", i, "host", required=False)
         if host is not None and host not in host_names:
             raise loc.error("networks", i, "host", f"unknown host {host!r}")
@@ -134,6 +210,7 @@ def parse(text: str, source: str = "lab.toml") -> LabSpec:
             subnet=_str(loc, n, "networks", i, "subnet"), gateway=_str(loc, n, "networks", i, "gateway", False),
             vni=n.get("vni"), mtu=n.get("mtu"), learning=bool(n.get("learning", False)),
             internal=bool(n.get("internal", False)), host=host, options=dict(n.get("options", {})),
+            sync=bool(n.get("sync", False)),
         ))  # fmt: skip
     net_names = {n.name for n in networks}
 
@@ -152,8 +229,14 @@ def parse(text: str, source: str = "lab.toml") -> LabSpec:
                                         c.get("mode", "bridge"), tuple(c.get("ports", []))))  # fmt: skip
     ctr_names = {c.name for c in containers}
 
+    faults = [_fault(loc, i, f, host_names | {r.name for r in routers}, net_names, ctr_names)
+              for i, f in enumerate(doc.get("faults", []))]  # fmt: skip
+
     exercise = doc.get("exercise", {})
-    _known(loc, exercise, "exercise", None, {"goal", "solution"})
+    _known(loc, exercise, "exercise", None, {"goal", "solution", "size"})
+    size = exercise.get("size")
+    if size is not None and not (isinstance(size, int) and 0 <= size <= 65507):
+        raise loc.error("exercise", None, "size", f"{size!r}: an ICMP payload size in bytes (0-65507)")
     goal = []
     for pair in exercise.get("goal", []):
         src, arrow, dst = str(pair).partition("->")
@@ -162,7 +245,25 @@ def parse(text: str, source: str = "lab.toml") -> LabSpec:
             raise loc.error("exercise", None, "goal", f"{pair!r}: expected 'CONTAINER -> CONTAINER' of this lab")
         goal.append((src, dst))
     return LabSpec(name, lab.get("description", ""), tuple(hosts), tuple(networks), tuple(containers), tuple(goal),
-                   tuple(exercise.get("solution", [])))  # fmt: skip
+                   tuple(exercise.get("solution", [])), tuple(segments), tuple(routers), tuple(faults),
+                   size)  # fmt: skip
+
+
+def _fault(loc: _Locator, i: int, f: dict[str, Any], machines: set[str], nets: set[str], ctrs: set[str]) -> FaultSpec:
+    _known(loc, f, "faults", i, {"kind", "host", "network", "container", "dst", "vni", "mtu", "device", "port"})
+    kind = _str(loc, f, "faults", i, "kind")
+    if kind not in FAULT_FIELDS:
+        raise loc.error("faults", i, "kind", f"unknown fault {kind!r} (one of {', '.join(FAULT_FIELDS)})")
+    for key in FAULT_FIELDS[kind]:
+        if key not in f:
+            raise loc.error("faults", i, None, f"fault {kind} needs {key!r}")
+    for key, known in (("host", machines), ("network", nets), ("container", ctrs)):
+        if key in f and f[key] not in known:
+            raise loc.error("faults", i, key, f"unknown {key} {f[key]!r}")
+    for key in ("vni", "mtu", "port"):
+        if key in f and not isinstance(f[key], int):
+            raise loc.error("faults", i, key, f"expected a number, got {f[key]!r}")
+    return FaultSpec(**f)
 
 
 def _toml(value: Any) -> str:
@@ -185,18 +286,29 @@ def _table(header: str, fields: dict[str, Any]) -> list[str]:
 def dump(spec: LabSpec) -> str:
     """The topology file of ``spec``; ``parse(dump(s)) == s``."""
     lines = _table("[lab]", {"name": spec.name, "description": spec.description})
+    for seg in spec.segments:
+        lines += _table("[[segments]]", {"name": seg})
+    for r in spec.routers:
+        ports = [{"segment": p.segment, "address": p.address} for p in r.interfaces]
+        lines += _table("[[routers]]", {"name": r.name, "interfaces": ports})
     for h in spec.hosts:
-        lines += _table("[[hosts]]", {"name": h.name, "underlay": h.underlay})
+        lines += _table("[[hosts]]", {"name": h.name, "underlay": h.underlay, "segment": h.segment,
+                                      "gateway": h.gateway})  # fmt: skip
     for n in spec.networks:
         lines += _table("[[networks]]", {
             "name": n.name, "driver": n.driver, "subnet": n.subnet, "gateway": n.gateway, "vni": n.vni,
             "mtu": n.mtu, "learning": n.learning, "internal": n.internal, "host": n.host, "options": n.options,
+            "sync": n.sync,
         })  # fmt: skip
     for c in spec.containers:
         nets = [{"network": a.network, "ip": a.ip, "mac": a.mac} for a in c.networks]
         mode = c.mode if c.mode != "bridge" else None
         lines += _table("[[containers]]", {"name": c.name, "host": c.host, "networks": nets, "mode": mode,
                                             "ports": list(c.ports)})  # fmt: skip
-    if spec.goal or spec.solution:
-        lines += _table("[exercise]", {"goal": [f"{a} -> {b}" for a, b in spec.goal], "solution": list(spec.solution)})
+    for f in spec.faults:
+        defaults = FaultSpec(f.kind)
+        lines += _table("[[faults]]", {k: v for k, v in asdict(f).items() if k == "kind" or v != getattr(defaults, k)})
+    if spec.goal or spec.solution or spec.size is not None:
+        lines += _table("[exercise]", {"goal": [f"{a} -> {b}" for a, b in spec.goal], "solution": list(spec.solution),
+                                       "size": spec.size})  # fmt: skip
     return "\n".join(lines)

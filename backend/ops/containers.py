@@ -14,6 +14,7 @@ import ipaddress
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from pyroute2 import NetlinkError
@@ -22,6 +23,7 @@ from backend import netlink, rtnl_edit, validate
 from backend.errors import VxrayError
 from backend.hosts import Host, index_of, kernel_error
 from backend.netns import RUN_NETNS
+from backend.ops import flannel
 from backend.ops.context import Context
 from backend.ops.ports import unpublish_all
 from backend.ops.sandbox import SANDBOX_BRIDGE, delete_link, ensure_sandbox
@@ -86,7 +88,7 @@ def _check_attach(ctx: Context, h: Host, net: str, ip: str | None, mac: str | No
     if network.host and network.host != h.name:
         raise VxrayError(f"network {net} is local to host {network.host}, not {h.name}")
     if ip:
-        validate.ip_in(ip, ipaddress.IPv4Network(network.subnet))
+        validate.ip_in(ip, _subnet_on(network, h.name)[0])
     if mac:
         validate.mac(mac)
     return network
@@ -99,7 +101,8 @@ def _attach(
     """Give ``rec`` an interface on ``net``: the lowest ``eth<n>`` not in ``taken`` (its other interfaces)."""
     if rec.netns is None:
         raise VxrayError(f"container {rec.name} uses the host's network: it cannot join network {net.name}")
-    ip = ctx.store.claim_ip(net, rec.name, ip)
+    subnet, gateway = _subnet_on(net, h.name)
+    ip = ctx.store.claim_ip(replace(net, subnet=str(subnet)), rec.name, ip)
     undo.push(ctx.store.release_ip, net.name, ip)
     mac = validate.mac(mac) if mac else mac_for(ip)
     ifname = next(f"eth{n}" for n in range(len(taken) + 1) if f"eth{n}" not in taken)
@@ -112,17 +115,24 @@ def _attach(
         else:
             side_ns, bridge = None, net.options["bridge_name"]
         _veth(h, rec, net, side_ns, bridge, outside, ifname, undo)
-    prefix = ipaddress.IPv4Network(net.subnet).prefixlen
+    prefix = subnet.prefixlen
     with h.netlink(rec.netns) as nl, _kernel(f"cannot configure {ifname} in {rec.netns}"):
         idx = rtnl_edit.index_or_error(nl, ifname, rec.netns)
         rtnl_edit.set_link(nl, idx, mac=mac, mtu=net.mtu, up=True)
         rtnl_edit.add_address(nl, idx, ip, prefix)
-        if net.driver == "bridge" and not net.internal and not rtnl_edit.has_default_route(nl):
-            rtnl_edit.add_route(nl, "0.0.0.0", 0, net.gateway)  # the first network's gateway, as Docker
+        if net.driver in ("bridge", "flannel") and not net.internal and not rtnl_edit.has_default_route(nl):
+            rtnl_edit.add_route(nl, "0.0.0.0", 0, gateway)  # the first network's gateway, as Docker
     ep = Endpoint(rec.name, net.name, h.name, ifname, mac, ip, outside)
     ctx.store.add_endpoint(ep)
     undo.push(ctx.store.remove_endpoint, net.name, rec.name)
     return ep
+
+
+def _subnet_on(net: NetworkRecord, host: str) -> tuple[ipaddress.IPv4Network, str]:
+    """Where a container on ``host`` takes its address: the network, or the host's flannel lease."""
+    if net.driver == "flannel":
+        return flannel.host_subnet(net, host)
+    return ipaddress.IPv4Network(net.subnet), net.gateway
 
 
 @contextmanager

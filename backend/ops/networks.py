@@ -1,7 +1,9 @@
-"""``network create|ls|inspect|rm``: bridge, overlay and macvlan networks.
+"""``network create|ls|inspect|rm|repair``: bridge, overlay, macvlan and flannel networks.
 
-Bridge and macvlan networks live on one host; an overlay spans every host with
-an endpoint on it, where ``backend.ops.sandbox`` builds its sandbox on first use.
+Bridge and macvlan networks live on one host (a bridge may enslave the host's NIC,
+``-o nic=eth0``, putting containers on the host's LAN); an overlay spans every
+host with an endpoint on it, where ``backend.ops.sandbox`` builds its sandbox on
+first use; a flannel network (``backend.ops.flannel``) spans every host at once.
 """
 
 from __future__ import annotations
@@ -13,18 +15,23 @@ from typing import Any
 
 from pyroute2 import NetlinkError
 
-from backend import validate
+from backend import rtnl_edit, validate
 from backend.errors import VxrayError
 from backend.hosts import Host, index_of, kernel_error
+from backend.ops import entries, flannel
 from backend.ops.containers import disconnect
 from backend.ops.context import Context
+from backend.ops.hostops import enable_forwarding
 from backend.ops.rules import Rules
-from backend.ops.sandbox import delete_link, sandbox_name
+from backend.ops.sandbox import delete_link, sandbox_name, set_vni, vxlan_vni
 from backend.ops.txn import Undo
-from backend.records import NetworkRecord
+from backend.records import Endpoint, NetworkRecord
+from backend.rtnl import read_links
 
-DRIVERS = ("bridge", "overlay", "macvlan")
-OPTIONS = {"bridge": {"bridge_name"}, "overlay": set(), "macvlan": {"parent", "macvlan_mode"}}
+DRIVERS = ("bridge", "overlay", "macvlan", "flannel")
+OPTIONS = {"bridge": {"bridge_name", "nic"}, "overlay": set(), "macvlan": {"parent", "macvlan_mode"},
+           "flannel": {"bridge_name", "leases"}}  # fmt: skip
+SPANNING = ("overlay", "flannel")  # on every host, not one
 MACVLAN_MODES = ("bridge", "private", "vepa", "passthru")
 
 
@@ -51,40 +58,57 @@ def create(
         raise VxrayError(f"unknown option {sorted(unknown)[0]!r} for driver {driver}")
     net = validate.cidr(subnet)
     gw = validate.ip_in(gateway, net) if gateway else str(next(net.hosts()))
-    if vni is not None and driver != "overlay":
-        raise VxrayError(f"--vni {vni} is only for overlay networks")
-    wanted_vni = validate.vni(vni) if vni is not None else None
-    the_mtu = validate.mtu(mtu) if mtu is not None else (1450 if driver == "overlay" else 1500)
+    if vni is not None and driver not in SPANNING:
+        raise VxrayError(f"--vni {vni} is only for overlay and flannel networks")
+    wanted_vni = validate.vni(vni) if vni is not None else (1 if driver == "flannel" else None)
+    the_mtu = validate.mtu(mtu) if mtu is not None else (1450 if driver in SPANNING else 1500)
     if ctx.store.network(name) is not None:
         raise VxrayError(f"network {name} already exists")
-    h = None if driver == "overlay" else ctx.host(host)
+    h = None if driver in SPANNING else ctx.host(host)
     if driver == "bridge" and options.get("bridge_name"):
         _check_free_device(h, validate.ifname(options["bridge_name"]))
+    if driver == "bridge" and "nic" in options:
+        _check_nic(h, options["nic"])
     if driver == "macvlan":
         _check_macvlan_options(h, options)
 
     net_id = secrets.token_hex(32)
     if driver == "bridge" and not options.get("bridge_name"):
         options["bridge_name"] = f"br-{net_id[:12]}"
+    if driver == "flannel":
+        options.setdefault("bridge_name", "cni0")
+        validate.ifname(options["bridge_name"])
+        chosen = flannel.plan_leases(ctx, NetworkRecord(name, net_id, driver, str(net), gw), options.get("leases", ""))
+        options["leases"] = ",".join(f"{host}={lease}" for host, lease in chosen.items())
     with Undo() as undo:
-        ctx.store.claim_subnet(net, name, "overlay" if driver == "overlay" else h.name)
+        ctx.store.claim_subnet(net, name, "overlay" if driver in SPANNING else h.name)
         undo.push(ctx.store.release_subnet, name)
         the_vni = None
-        if driver == "overlay":
+        if driver in SPANNING:
             the_vni = ctx.store.claim_vni(wanted_vni, name)
             undo.push(ctx.store.release_vni, the_vni)
         rec = NetworkRecord(
             name, net_id, driver, str(net), gw, host=h.name if h else None, vni=the_vni, mtu=the_mtu,
             internal=internal, learning=learning, options=options,
         )  # fmt: skip
-        ctx.store.claim_ip(rec, "gateway", gw)
         undo.push(ctx.store.release_all_ips, name)
+        if driver == "flannel":  # each lease: its network address on flannel.<VNI>, its first on the bridge
+            for host, lease in flannel.leases(rec).items():
+                ctx.store.claim_ip(rec, f"{flannel.device(rec)} {host}", str(lease.network_address))
+                ctx.store.claim_ip(rec, f"gateway {host}", str(lease.network_address + 1))
+        else:
+            ctx.store.claim_ip(rec, "gateway", gw)
+        for ip in _nic_addresses(h, rec):  # the host keeps its own address on the LAN
+            if ipaddress.IPv4Address(ip) in net and ip != gw:
+                ctx.store.claim_ip(rec, f"host {h.name}", ip)
         ctx.store.add_network(rec)
         undo.push(ctx.store.remove_network, name)
         if driver == "bridge":
             _build_bridge(h, rec, undo)
         elif driver == "macvlan":
             rec = _build_macvlan_parent(ctx, h, rec, undo)
+        elif driver == "flannel":
+            flannel.build(ctx, rec, undo)
     return rec
 
 
@@ -93,6 +117,62 @@ def _check_free_device(h: Host, ifname: str | None) -> None:
         with h.ipr() as ipr:
             if ipr.link_lookup(ifname=ifname):
                 raise VxrayError(f"device {ifname} already exists on host {h.name}")
+
+
+def _check_nic(h: Host, nic: str) -> None:
+    with h.ipr() as ipr:
+        link = ipr.get_links(index_of(ipr, validate.ifname(nic), f"host {h.name}"))[0]
+        if link.get("master"):
+            raise VxrayError(f"device {nic} on host {h.name} is already enslaved to a bridge")
+
+
+def _nic_addresses(h: Host | None, rec: NetworkRecord) -> list[str]:
+    if h is None or "nic" not in rec.options:
+        return []
+    with h.ipr() as ipr:
+        return [a.get("address") for a in ipr.get_addr(index=index_of(ipr, rec.options["nic"], h.name), family=2)]
+
+
+def _move_ip(h: Host, src: str, dst: str, undo: Undo) -> None:
+    """Move every IPv4 address and gateway route of device ``src`` to ``dst`` (the host stays reachable)."""
+    with h.ipr() as ipr:
+        a, b = index_of(ipr, src, h.name), index_of(ipr, dst, h.name)
+        addrs = [(x.get("address"), x["prefixlen"]) for x in ipr.get_addr(index=a, family=2)]
+        routes = [(r["dst_len"], r.get("dst"), r.get("gateway")) for r in ipr.get_routes(family=2, table=254, oif=a)
+                  if r.get("gateway")]  # fmt: skip
+        for ip, prefix in addrs:
+            ipr.addr("del", index=a, address=ip, prefixlen=prefix)
+            undo.push(_readd_addr, h, src, ip, prefix)
+            ipr.addr("add", index=b, address=ip, prefixlen=prefix)
+        for dst_len, dst_ip, gateway in routes:
+            ipr.route("add", dst=f"{dst_ip or '0.0.0.0'}/{dst_len}", gateway=gateway, oif=b)
+            undo.push(_readd_route, h, src, f"{dst_ip or '0.0.0.0'}/{dst_len}", gateway)
+
+
+def _readd_addr(h: Host, dev: str, ip: str, prefix: int) -> None:
+    with h.ipr() as ipr:
+        ipr.addr("add", index=index_of(ipr, dev, h.name), address=ip, prefixlen=prefix)
+
+
+def _readd_route(h: Host, dev: str, dst: str, gateway: str) -> None:
+    with h.ipr() as ipr:
+        ipr.route("replace", dst=dst, gateway=gateway, oif=index_of(ipr, dev, h.name))
+
+
+def _enslave_nic(h: Host, rec: NetworkRecord, undo: Undo) -> None:
+    """The bridge takes the NIC's MAC and addresses, then the NIC: containers join the host's LAN."""
+    br, nic = rec.options["bridge_name"], rec.options["nic"]
+    with h.ipr() as ipr:
+        b, n = index_of(ipr, br, h.name), index_of(ipr, nic, h.name)
+        ipr.link("set", index=b, address=ipr.get_links(n)[0].get("address"))
+        ipr.link("set", index=n, master=b, state="up")
+        undo.push(_nomaster, h, nic)
+    _move_ip(h, nic, br, undo)
+
+
+def _nomaster(h: Host, nic: str) -> None:
+    with h.ipr() as ipr:
+        ipr.link("set", index=index_of(ipr, nic, h.name), master=0)
 
 
 def _check_macvlan_options(h: Host, options: dict[str, str]) -> None:
@@ -171,9 +251,13 @@ def _build_bridge(h: Host, rec: NetworkRecord, undo: Undo) -> None:
         undo.push(delete_link, h, br, None)
         idx = index_of(ipr, br, h.name)
         ipr.link("set", index=idx, mtu=rec.mtu)
-        ipr.addr("add", index=idx, address=rec.gateway, prefixlen=prefix)
+        if "nic" not in rec.options:
+            ipr.addr("add", index=idx, address=rec.gateway, prefixlen=prefix)
         ipr.link("set", index=idx, state="up")
-    _set_ip_forward(h, undo)
+    if "nic" in rec.options:
+        _enslave_nic(h, rec, undo)
+        return  # containers sit on the LAN itself: no NAT, nothing to forward
+    enable_forwarding(h, undo)
     rules = Rules(h, undo)
     if not rec.internal:
         for chain in ("DOCKER", ISOLATION_1, ISOLATION_2):
@@ -181,24 +265,6 @@ def _build_bridge(h: Host, rec: NetworkRecord, undo: Undo) -> None:
         rules.ensure("filter", "FORWARD", ["-j", ISOLATION_1], insert=True)
     for table, chain, spec in _bridge_rules(rec):
         rules.add(table, chain, spec, insert=chain.startswith("DOCKER-ISOLATION"))
-
-
-def _set_ip_forward(h: Host, undo: Undo) -> None:
-    """Containers behind a bridge reach the world only if the host forwards (Docker sets it too)."""
-    path = "/proc/sys/net/ipv4/ip_forward"
-
-    def read() -> str:
-        with open(path) as f:
-            return f.read().strip()
-
-    def write(value: str) -> None:
-        with open(path, "w") as f:
-            f.write(value)
-
-    old = h.call_in(read)
-    if old != "1":
-        h.call_in(lambda: write("1"))
-        undo.push(lambda: h.call_in(lambda: write(old)))
 
 
 def network_list(ctx: Context) -> list[dict[str, Any]]:
@@ -234,10 +300,16 @@ def remove(ctx: Context, name: str, force: bool = False) -> None:
             h.remove_netns(h.ns_name(sandbox_name(rec)))
     elif rec.driver == "bridge":
         h = ctx.host(rec.host)
-        rules = Rules(h, Undo())
-        for table, chain, spec in _bridge_rules(rec):
-            rules.delete(table, chain, spec)
+        if "nic" in rec.options:
+            _move_ip(h, rec.options["bridge_name"], rec.options["nic"], Undo())
+            _nomaster(h, rec.options["nic"])
+        else:
+            rules = Rules(h, Undo())
+            for table, chain, spec in _bridge_rules(rec):
+                rules.delete(table, chain, spec)
         delete_link(h, rec.options["bridge_name"], None)
+    elif rec.driver == "flannel":
+        flannel.remove(ctx, rec)
     elif rec.options.get("created_parent"):
         delete_link(ctx.host(rec.host), rec.options["parent"], None)
     ctx.store.release_all_ips(name)
@@ -245,3 +317,64 @@ def remove(ctx: Context, name: str, force: bool = False) -> None:
         ctx.store.release_vni(rec.vni)
     ctx.store.release_subnet(name)
     ctx.store.remove_network(name)
+
+
+def repair(ctx: Context, name: str, host: str | None = None) -> list[str]:
+    """Make the kernel match the store for network ``name`` (on one host, or all): what was fixed.
+
+    A VXLAN device whose VNI differs from the network's is re-created, interface
+    MTUs that differ from the network's are reset, the containers' route caches
+    are flushed, and for overlays ``fdb sync`` programs every remote MAC and IP
+    again — overwriting stale entries.
+    """
+    rec = ctx.network(name)
+    if host is not None:
+        ctx.host(host)
+    endpoints = [e for e in ctx.store.endpoints(name) if host is None or e.host == host]
+    fixed = []
+    if rec.driver == "overlay":
+        for hn in sorted({e.host for e in endpoints}):
+            h = ctx.host(hn)
+            sandbox = h.ns_name(sandbox_name(rec))
+            vni = vxlan_vni(h, sandbox) if h.has_netns(sandbox) else rec.vni
+            if vni != rec.vni:
+                set_vni(h, rec, rec.vni)
+                fixed.append(f"{hn}: vxlan1 had VNI {vni}, re-created with VNI {rec.vni}")
+    for ep in sorted(endpoints, key=lambda e: e.container):
+        fixed += _repair_mtu(ctx, rec, ep)
+        _flush_route_cache(ctx, ep)
+    if endpoints:
+        fixed.append(f"route cache flushed in {len(endpoints)} container(s): path MTUs learnt while broken are gone")
+    if rec.driver == "overlay":
+        changes = entries.sync(ctx, name)
+        fixed.append(f"fdb sync {name}: {len(changes)} FDB/neighbour entries programmed")
+    return fixed
+
+
+def _flush_route_cache(ctx: Context, ep: Endpoint) -> None:
+    """``ip route flush cache`` in the container: a path MTU learnt from an ICMP "fragmentation
+    needed" while the underlay MTU was wrong would otherwise outlive the fix by ten minutes."""
+    netns = ctx.container(ep.container).netns
+
+    def flush() -> None:
+        with open("/proc/sys/net/ipv4/route/flush", "w") as f:
+            f.write("1")
+
+    ctx.host(ep.host).call_in(flush, netns)
+
+
+def _repair_mtu(ctx: Context, rec: NetworkRecord, ep: Endpoint) -> list[str]:
+    h = ctx.host(ep.host)
+    container = ctx.container(ep.container)
+    side = h.ns_name(sandbox_name(rec)) if rec.driver == "overlay" else None
+    fixed = []
+    for netns, ifname in ((container.netns, ep.ifname), (side, ep.host_ifname)):
+        if rec.driver == "macvlan" and ifname == ep.host_ifname:
+            continue
+        with h.netlink(netns) as nl:
+            index = rtnl_edit.link_index(nl, ifname)
+            mtu = next((lk.mtu for lk in read_links(nl) if lk.index == index), rec.mtu)
+            if index is not None and mtu != rec.mtu:
+                rtnl_edit.set_link(nl, index, mtu=rec.mtu)
+                fixed.append(f"{ep.host}: {ifname} of {ep.container} had MTU {mtu}, set to {rec.mtu}")
+    return fixed

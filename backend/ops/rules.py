@@ -60,3 +60,16 @@ class Rules:
     def delete(self, table: str, chain: str, spec: Sequence[str]) -> None:
         if self.exists(table, chain, spec):
             self._ipt("-t", table, "-D", chain, *spec)
+
+    def policy(self, table: str, chain: str) -> str:
+        """A built-in chain's policy (``-P CHAIN POLICY``, the first line ``-S`` prints)."""
+        proc = self.host.run([self.cmd, "-w", "-t", table, "-S", chain])
+        words = proc.stdout.split("\n", 1)[0].split()
+        if proc.returncode != 0 or len(words) != 3 or words[0] != "-P":
+            raise VxrayError(f"cannot read the policy of {chain} on host {self.host.name}: {proc.stderr.strip()}")
+        return words[2]
+
+    def set_policy(self, table: str, chain: str, target: str) -> None:
+        old = self.policy(table, chain)
+        self._ipt("-t", table, "-P", chain, target)
+        self.undo.push(self._ipt, "-t", table, "-P", chain, old)

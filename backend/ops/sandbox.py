@@ -16,6 +16,7 @@ from backend.errors import VxrayError
 from backend.hosts import Host, index_of, kernel_error
 from backend.ops.txn import Undo
 from backend.records import NetworkRecord
+from backend.rtnl import read_links
 
 VXLAN_PORT = 4789
 SANDBOX_BRIDGE, SANDBOX_VXLAN = "br0", "vxlan1"
@@ -38,35 +39,67 @@ def ensure_sandbox(h: Host, rec: NetworkRecord, undo: Undo) -> str:
     sandbox = h.ns_name(sandbox_name(rec))
     if h.has_netns(sandbox):
         return sandbox
-    vtep = h.record.vtep
-    if not vtep:
-        raise VxrayError(f"host {h.name} has no VTEP address: `vxray host add {h.name} --vtep IP`")
-    with h.ipr() as ipr:
-        underlay = next((a.get("index") for a in ipr.get_addr(address=vtep)), None)
-        if underlay is None:
-            raise VxrayError(f"VTEP address {vtep} of host {h.name} is on none of its devices")
+    underlay = _underlay_index(h)
     h.add_netns(sandbox_name(rec))
     undo.push(h.remove_netns, sandbox)
-    temp = f"vx-{rec.short_id[:8]}"
-    with h.ipr() as ipr:
-        try:
-            ipr.link(
-                "add", ifname=temp, kind="vxlan", vxlan_id=rec.vni, vxlan_port=VXLAN_PORT, vxlan_local=vtep,
-                vxlan_link=underlay, vxlan_learning=int(rec.learning), vxlan_proxy=1, vxlan_l2miss=1,
-                vxlan_l3miss=1,
-            )  # fmt: skip
-        except NetlinkError as exc:
-            raise kernel_error(exc, f"cannot create VXLAN device (VNI {rec.vni}) on host {h.name}") from None
-        undo.push(delete_link, h, temp, None)
-        ipr.link("set", index=index_of(ipr, temp, h.name), net_ns_fd=sandbox)
     prefix = ipaddress.IPv4Network(rec.subnet).prefixlen
     with h.ipr(sandbox) as ipr:
-        vx = index_of(ipr, temp, sandbox)
-        ipr.link("set", index=vx, ifname=SANDBOX_VXLAN, mtu=rec.mtu)
         ipr.link("add", ifname=SANDBOX_BRIDGE, kind="bridge")
         br = index_of(ipr, SANDBOX_BRIDGE, sandbox)
         ipr.link("set", index=br, mtu=rec.mtu)
         ipr.addr("add", index=br, address=rec.gateway, prefixlen=prefix)
         ipr.link("set", index=br, state="up")
-        ipr.link("set", index=vx, master=br, state="up")
+    _add_vxlan(h, rec, rec.vni, underlay, sandbox, undo)
     return sandbox
+
+
+def _underlay_index(h: Host) -> int:
+    vtep = h.record.vtep
+    if not vtep:
+        raise VxrayError(f"host {h.name} has no VTEP address: `vxray host add {h.name} --vtep IP`")
+    with h.ipr() as ipr:
+        underlay = next((a.get("index") for a in ipr.get_addr(address=vtep)), None)
+    if underlay is None:
+        raise VxrayError(f"VTEP address {vtep} of host {h.name} is on none of its devices")
+    return underlay
+
+
+def _add_vxlan(h: Host, rec: NetworkRecord, vni: int, underlay: int, sandbox: str, undo: Undo) -> None:
+    """Create the VXLAN device in the host's namespace, move it into the sandbox as ``vxlan1`` on ``br0``."""
+    temp = f"vx-{rec.short_id[:8]}"
+    with h.ipr() as ipr:
+        try:
+            ipr.link(
+                "add", ifname=temp, kind="vxlan", vxlan_id=vni, vxlan_port=VXLAN_PORT, vxlan_local=h.record.vtep,
+                vxlan_link=underlay, vxlan_learning=int(rec.learning), vxlan_proxy=1, vxlan_l2miss=1,
+                vxlan_l3miss=1,
+            )  # fmt: skip
+        except NetlinkError as exc:
+            raise kernel_error(exc, f"cannot create VXLAN device (VNI {vni}) on host {h.name}") from None
+        undo.push(delete_link, h, temp, None)
+        ipr.link("set", index=index_of(ipr, temp, h.name), net_ns_fd=sandbox)
+    with h.ipr(sandbox) as ipr:
+        vx = index_of(ipr, temp, sandbox)
+        ipr.link("set", index=vx, ifname=SANDBOX_VXLAN, mtu=rec.mtu)
+        ipr.link("set", index=vx, master=index_of(ipr, SANDBOX_BRIDGE, sandbox), state="up")
+
+
+def set_vni(h: Host, rec: NetworkRecord, vni: int) -> None:
+    """Give the host's ``vxlan1`` another VNI; the kernel cannot change it in place, so it is re-created.
+
+    Its FDB entries go with the old device: ``fdb sync`` programs them again.
+    """
+    sandbox = h.ns_name(sandbox_name(rec))
+    if not h.has_netns(sandbox):
+        raise VxrayError(f"host {h.name} has no sandbox for network {rec.name}")
+    underlay, old = _underlay_index(h), vxlan_vni(h, sandbox) or rec.vni
+    with Undo() as undo:
+        delete_link(h, SANDBOX_VXLAN, sandbox)
+        undo.push(_add_vxlan, h, rec, old, underlay, sandbox, Undo())
+        _add_vxlan(h, rec, vni, underlay, sandbox, undo)
+
+
+def vxlan_vni(h: Host, sandbox: str) -> int | None:
+    """The VNI of the sandbox's ``vxlan1`` as the kernel has it (None: no such device)."""
+    with h.netlink(sandbox) as nl:
+        return next((lk.vxlan.vni for lk in read_links(nl) if lk.name == SANDBOX_VXLAN and lk.vxlan), None)
