@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -139,10 +140,19 @@ def test_docker_modes_share_isolate_and_publish_as_docker_does(lab: Lab, home: P
     runner.down(name)
 
 
+def _root_rules() -> list[str]:
+    """The root namespace's rules on both back-ends, without the counters live traffic moves."""
+    out = []
+    for save in ("iptables-nft-save", "iptables-legacy-save"):
+        text = sh(save, check=False).stdout
+        out += [re.sub(r"\[\d+:\d+\]", "", line) for line in text.splitlines() if not line.startswith("#")]
+    return out
+
+
 def test_lab_down_cleans_up_after_a_killed_lab_up_and_cycles_leave_nothing(lab: Lab, home: Path) -> None:
     name = f"{lab.prefix}killed"
     root = Path(__file__).resolve().parent.parent
-    root_links = sh("ip", "-br", "link").stdout
+    root_links, root_rules = sh("ip", "-br", "link").stdout, _root_rules()
     proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "lab", "up", "overlay-static", "--name", name],
                             cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 20
@@ -153,11 +163,12 @@ def test_lab_down_cleans_up_after_a_killed_lab_up_and_cycles_leave_nothing(lab: 
     proc.wait()
     assert main(["lab", "down", name]) == 0
     assert _namespaces(f"{name}.") == [] and not (home / "labs" / name).exists()
-    for _ in range(2):
-        assert main(["lab", "up", "overlay-static", "--name", name]) == 0
+    for scenario in ("overlay-static", "swarm-routed-broken", "docker-modes"):
+        assert main(["lab", "up", scenario, "--name", name]) == 0
         assert main(["lab", "down", name]) == 0
     assert _namespaces(f"{name}.") == []
     assert sh("ip", "-br", "link").stdout == root_links
+    assert _root_rules() == root_rules
 
 
 @pytest.mark.parametrize("scenario", runner.builtin_names())
