@@ -7,6 +7,7 @@ the machine serialise on the file lock and never both win.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 
@@ -26,7 +27,8 @@ class EmbeddedKV(KV):
         try:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+            with contextlib.suppress(sqlite3.OperationalError):  # another connection is converting it right now
+                self.db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; much faster commits
             self.db.execute("PRAGMA synchronous=NORMAL")  # a killed process loses nothing committed
             self.db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
