@@ -79,15 +79,16 @@ def parse_save(text: str, tables: Iterable[str] = KEPT_TABLES) -> tuple[Table, .
     return tuple(out)
 
 
-def forward_path(table: Table) -> Table:
-    """The filter table cut down to FORWARD and every chain reachable from it.
+def packet_path(table: Table) -> Table:
+    """The filter table cut down to FORWARD, INPUT and every chain reachable from them.
 
-    That is the part a forwarded container packet can meet; INPUT/OUTPUT rules of a
-    busy host would only bury it.
+    That is the part a container's packet can meet — forwarded, or arriving at a
+    host as an encapsulated VXLAN packet; OUTPUT and unused chains of a busy host
+    would only bury it.
     """
     by_name = {c.name: c for c in table.chains}
     keep: list[str] = []
-    todo = ["FORWARD"]
+    todo = ["FORWARD", "INPUT"]
     while todo:
         name = todo.pop(0)
         if name in keep or name not in by_name:

@@ -1,4 +1,4 @@
-"""Read the nat table and the filter FORWARD path from both iptables back-ends.
+"""Read the nat table and the filter FORWARD and INPUT paths from both iptables back-ends.
 
 Call these with the thread inside the namespace to read (``backend.nsenter``).
 
@@ -21,7 +21,7 @@ import subprocess
 import threading
 from typing import Any
 
-from backend.iptables import KEPT_TABLES, forward_path, parse_save, rule_from_args
+from backend.iptables import KEPT_TABLES, packet_path, parse_save, rule_from_args
 from backend.model import Chain, RuleSet, Table
 from backend.netlink import NETLINK_NETFILTER, NetlinkSocket, attrs, cstr
 
@@ -34,9 +34,9 @@ _IPTC_LOCK = threading.Lock()  # python-iptables keeps one cached handle per tab
 
 
 def _kept(tables: tuple[Table, ...]) -> tuple[Table, ...]:
-    """nat whole, filter cut to the FORWARD path, in one order whichever back-end read them."""
+    """nat whole, filter cut to the FORWARD and INPUT paths, in one order whichever back-end read them."""
     ordered = sorted(tables, key=lambda t: KEPT_TABLES.index(t.name))
-    return tuple(forward_path(t) if t.name == "filter" else t for t in ordered)
+    return tuple(packet_path(t) if t.name == "filter" else t for t in ordered)
 
 
 def legacy_table_names() -> set[str]:

@@ -75,13 +75,13 @@ def test_same_rule_reads_identically_from_both_backends(lab: Lab) -> None:
     assert (masq.out_iface, masq.spec) == ("!docker0", "-s 172.17.0.0/16 ! -o docker0 -j MASQUERADE")
 
 
-def test_filter_table_keeps_only_chains_reachable_from_forward(lab: Lab) -> None:
+def test_filter_table_keeps_only_chains_reachable_from_forward_and_input(lab: Lab) -> None:
     r = lab.netns("fw")
     for args in (["-N", "DOCKER-USER"], ["-N", "UNRELATED"], ["-A", "FORWARD", "-j", "DOCKER-USER"],
-                 ["-A", "DOCKER-USER", "-j", "RETURN"], ["-A", "INPUT", "-j", "UNRELATED"]):  # fmt: skip
+                 ["-A", "DOCKER-USER", "-j", "RETURN"], ["-A", "OUTPUT", "-j", "UNRELATED"]):  # fmt: skip
         lab.run(r, "iptables-nft", *args)
     filt = _ruleset(collect(Scope(host_netns=r), docker="none"), "host", "nft").table("filter")
-    assert [c.name for c in filt.chains] == ["FORWARD", "DOCKER-USER"]
+    assert [c.name for c in filt.chains] == ["FORWARD", "INPUT", "DOCKER-USER"]
 
 
 def test_reading_a_namespace_without_rules_creates_no_legacy_table(lab: Lab) -> None:

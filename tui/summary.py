@@ -69,7 +69,7 @@ def _limited(title: str, rows: list[str], limit: int, hidden: int = 0) -> Iterat
 
 def _rules(rs: RuleSet, limit: int) -> Iterator[str]:
     for table in rs.tables:
-        what = "nat" if table.name == "nat" else "filter, FORWARD path"
+        what = "nat" if table.name == "nat" else "filter, FORWARD and INPUT paths"
         rows = []
         for chain in table.chains:
             policy = chain.policy or "-"
