@@ -281,3 +281,18 @@ class HostSnapshot:
                 seen.add((lk.peer.netns, lk.peer.ifindex))
                 pairs.append(VethPair(LinkRef(ns.id, ns.name, lk.index, lk.name), lk.peer))
         return tuple(pairs)
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What the cluster store says about namespaces, by namespace label.
+
+    A snapshot knows devices and tables; which vxray host, container or overlay
+    network a namespace belongs to is the store's knowledge. Diagnostics need both
+    to name a fix (``vxray host set yy3 …``, ``vxray fdb sync prod``).
+    """
+
+    hosts: dict[str, str] = field(default_factory=dict)  # namespace -> vxray host
+    containers: dict[str, str] = field(default_factory=dict)  # namespace -> container
+    networks: dict[str, str] = field(default_factory=dict)  # overlay sandbox namespace -> network
+    host_netns: dict[str, str] = field(default_factory=dict)  # vxray host -> its own namespace label

@@ -231,11 +231,11 @@ def _ping(netns: str, ip: str, size: int | None = None) -> bool:
     return subprocess.run(argv, capture_output=True).returncode == 0
 
 
-def reachability(ctx: Context, size: int | None = None) -> dict[str, dict[str, bool]]:
-    """Real pings between every ordered pair of containers with a namespace.
+def targets(ctx: Context) -> dict[tuple[str, str], tuple[str, str]]:
+    """Every ordered pair of containers with a namespace: (source namespace, address pinged).
 
-    The target address is the one on a network both share, else the target's
-    first address — as a name would resolve in Docker's embedded DNS.
+    The address is the target's on a network both share, else its first — as a
+    name would resolve in Docker's embedded DNS.
     """
     ctrs = {c.name: c for c in ctx.store.containers() if c.netns}
     ips: dict[str, dict[str, str]] = {}
@@ -246,10 +246,17 @@ def reachability(ctx: Context, size: int | None = None) -> dict[str, dict[str, b
         shared = [ip for net, ip in ips[b].items() if net in ips.get(a, {})]
         return (shared or list(ips[b].values()))[0]
 
-    pairs = [(a, b) for a in sorted(ctrs) for b in sorted(ctrs) if a != b and b in ips]
+    return {(a, b): (ctrs[a].netns or "", target(a, b)) for a in sorted(ctrs) for b in sorted(ctrs)
+            if a != b and b in ips}  # fmt: skip
+
+
+def reachability(ctx: Context, size: int | None = None) -> dict[str, dict[str, bool]]:
+    """Real pings between every ordered pair of containers with a namespace (see ``targets``)."""
+    pairs = targets(ctx)
     with ThreadPoolExecutor(max_workers=16) as pool:
-        results = list(pool.map(lambda p: _ping(ctrs[p[0]].netns, target(*p), size), pairs))
-    matrix: dict[str, dict[str, bool]] = {a: {} for a in sorted(ctrs)}
+        results = list(pool.map(lambda p: _ping(*pairs[p], size), pairs))
+    matrix: dict[str, dict[str, bool]] = {c.name: {} for c in sorted(ctx.store.containers(), key=lambda c: c.name)
+                                          if c.netns}  # fmt: skip
     for (a, b), ok in zip(pairs, results, strict=True):
         matrix[a][b] = ok
     return matrix

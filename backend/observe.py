@@ -1,0 +1,41 @@
+"""One snapshot of every host a context knows, with the store's names for its namespaces.
+
+Hosts that are namespaces on this machine (labs, tests) are read in one pass —
+each host's namespace and its ``<netns>-*`` namespaces — so veth pairs between
+hosts and an underlay namespace resolve as on any single machine. The local
+machine, when it is a host, is read whole. Labels come from the store: which
+host, container or overlay network each namespace belongs to.
+"""
+
+from __future__ import annotations
+
+from backend.collect import collect
+from backend.model import HostSnapshot, Labels
+from backend.netns import Scope
+from backend.ops.context import Context
+from backend.ops.sandbox import sandbox_name
+
+
+def observe(ctx: Context, underlay: str | None = None) -> tuple[HostSnapshot, Labels]:
+    """``underlay``: a namespace that joins the hosts (a lab's ``<lab>.ul``), read as the snapshot's root."""
+    hosts = ctx.store.hosts()
+    globs = [g for h in hosts if h.netns for g in (h.netns, f"{h.netns}-*")]
+    local = any(h.netns is None for h in hosts) or not hosts
+    scope = Scope() if local else Scope(host_netns=underlay, netns=tuple(globs))
+    snap = collect(scope, docker="none")
+    owner = {h.netns or "host": h.name for h in hosts}
+    labels = Labels(host_netns={h.name: h.netns or "host" for h in hosts})
+    for ns in snap.namespaces:
+        host = owner.get(ns.name) or next((n for pre, n in owner.items() if ns.name.startswith(f"{pre}-")), None)
+        if ns.name == "host" and underlay and not local:
+            host = "underlay"
+        if host is not None:
+            labels.hosts[ns.name] = host
+    for c in ctx.store.containers():
+        if c.netns:
+            labels.containers.setdefault(c.netns, c.name)
+    for net in ctx.store.networks():
+        if net.driver == "overlay":
+            for h in hosts:
+                labels.networks[ctx.host(h.name).ns_name(sandbox_name(net))] = net.name
+    return snap, labels

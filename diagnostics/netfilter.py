@@ -1,0 +1,171 @@
+"""Which iptables rule a packet meets: pure evaluation of the chains a snapshot holds.
+
+A packet crosses the filter FORWARD or INPUT chain, and the nat PREROUTING and
+POSTROUTING chains, of every back-end that holds rules (the kernel runs legacy
+and nf_tables side by side, so a packet must pass both). Rules are matched on the
+fields the collector pulled out (protocol, addresses, interfaces with ``!`` and
+``+``, destination ports) and on the few match modules container hosts use —
+conntrack state and address type. A rule with any other match module is treated
+as not matching, and the verdict says so, rather than guessing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from backend.model import Chain, Namespace, Rule, RuleSet
+
+_UNDERSTOOD_MODULES = {"tcp", "udp", "icmp", "comment", "conntrack", "state", "addrtype", "multiport"}
+
+
+@dataclass(frozen=True)
+class Flow:
+    """What rules match on; ``reply`` packets belong to an established connection."""
+
+    src: str
+    dst: str
+    proto: str
+    dport: int | None
+    in_iface: str | None
+    out_iface: str | None
+    reply: bool = False
+    dst_local: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one hook: ``target`` is ACCEPT/DROP/REJECT or a NAT target."""
+
+    target: str
+    backend: str = ""
+    chain: str = ""
+    rule: Rule | None = None  # None: the chain's policy decided
+
+    @property
+    def accepted(self) -> bool:
+        return self.target not in ("DROP", "REJECT")
+
+    def describe(self) -> str:
+        where = f"{self.backend} " if self.backend else ""
+        if self.rule is None:
+            return f"{where}{self.chain} policy {self.target}"
+        return f"{where}-A {self.rule.chain} {self.rule.spec}"
+
+
+def _negated(value: str) -> tuple[bool, str]:
+    return (True, value[1:]) if value.startswith("!") else (False, value)
+
+
+def _iface(pattern: str | None, name: str | None) -> bool:
+    if pattern is None:
+        return True
+    neg, pat = _negated(pattern)
+    hit = name is not None and (name.startswith(pat[:-1]) if pat.endswith("+") else name == pat)
+    return hit != neg
+
+
+def _addr(cidr: str | None, ip: str) -> bool:
+    if cidr is None:
+        return True
+    neg, net = _negated(cidr)
+    return (ipaddress.IPv4Address(ip) in ipaddress.IPv4Network(net, strict=False)) != neg
+
+
+def _ports(spec: str | None, port: int | None) -> bool:
+    if spec is None:
+        return True
+    neg, value = _negated(spec)
+    hit = False
+    for part in value.split(","):
+        low, _, high = part.partition(":")
+        if port is not None and int(low or 0) <= port <= int(high or low or 65535):
+            hit = True
+    return hit != neg
+
+
+def _modules_match(rule: Rule, flow: Flow) -> bool:
+    words = rule.spec.split()
+    for i, word in enumerate(words[:-1]):
+        if word == "-m" and words[i + 1] not in _UNDERSTOOD_MODULES:
+            return False
+        if word in ("--ctstate", "--state"):
+            states = set(words[i + 1].split(","))
+            negated = i > 0 and words[i - 1] == "!"
+            hit = bool(states & ({"ESTABLISHED", "RELATED"} if flow.reply else {"NEW"}))
+            if hit == negated:
+                return False
+        if word == "--dst-type":
+            negated = i > 0 and words[i - 1] == "!"
+            if ((words[i + 1] == "LOCAL") == flow.dst_local) == negated:
+                return False
+        if word == "physdev":
+            return False
+    return True
+
+
+def matches(rule: Rule, flow: Flow) -> bool:
+    if rule.protocol is not None:
+        neg, proto = _negated(rule.protocol)
+        if (proto in ("all", "0") or proto == flow.proto) == neg:
+            return False
+    return (
+        _addr(rule.source, flow.src)
+        and _addr(rule.destination, flow.dst)
+        and _iface(rule.in_iface, flow.in_iface)
+        and _iface(rule.out_iface, flow.out_iface)
+        and (rule.dport is None or _ports(rule.dport, flow.dport))
+        and _modules_match(rule, flow)
+    )
+
+
+def _walk(chains: dict[str, Chain], name: str, flow: Flow, depth: int = 0) -> tuple[str, str, Rule | None] | None:
+    """The terminal decision inside chain ``name``: (target, chain, rule), or None to fall through/RETURN."""
+    chain = chains.get(name)
+    if chain is None or depth > 32:
+        return None
+    for rule in chain.rules:
+        if not matches(rule, flow):
+            continue
+        target = rule.target
+        if target == "RETURN":
+            return None
+        if target in chains:
+            found = _walk(chains, target, flow, depth + 1)
+            if found is not None:
+                return found
+            continue
+        if target in ("ACCEPT", "DROP", "REJECT", "DNAT", "SNAT", "MASQUERADE"):
+            return target, name, rule
+    return None
+
+
+def hook(ns: Namespace, table: str, chain: str, flow: Flow) -> Decision:
+    """Run ``flow`` through ``table``/``chain`` of every back-end; the first refusal wins."""
+    last = Decision("ACCEPT", chain=chain)
+    for ruleset in ns.netfilter:
+        decision = _hook_one(ruleset, table, chain, flow)
+        if decision is None:
+            continue
+        if not decision.accepted:
+            return decision
+        last = decision
+    return last
+
+
+def _hook_one(ruleset: RuleSet, table: str, chain: str, flow: Flow) -> Decision | None:
+    tbl = ruleset.table(table)
+    if tbl is None or tbl.chain(chain) is None:
+        return None
+    chains = {c.name: c for c in tbl.chains}
+    found = _walk(chains, chain, flow)
+    if found is not None:
+        target, where, rule = found
+        return Decision(target, ruleset.backend, where, rule)
+    return Decision(chains[chain].policy or "ACCEPT", ruleset.backend, chain)
+
+
+def dnat_to(rule: Rule) -> tuple[str, int | None]:
+    """``--to-destination IP[:PORT]`` of a DNAT rule."""
+    ip, _, port = (rule.to or "").partition(":")
+    return ip, int(port) if port.isdigit() else None

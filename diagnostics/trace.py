@@ -1,0 +1,636 @@
+"""Follow a packet hop by hop through the kernel's own tables, as they are in the snapshots.
+
+``trace`` walks what the kernel would do with an IPv4 packet from a source
+namespace: route lookup, neighbour lookup (and, without an entry, who would
+answer the ARP request: a namespace on the same L2 domain, a VXLAN device's ARP
+proxy, or nobody), veth crossings with their MTUs, bridge FDB lookups and
+flooding, VXLAN FDB lookups and encapsulation, the underlay's routes, netfilter's
+FORWARD/INPUT and NAT hooks, ``ip_forward`` and ``rp_filter``, and on the far side
+the UDP port and VNI that must match a VXLAN device before decapsulation. Then
+the reply, which often fails differently. Every step names the table it
+consulted, the entry that matched (or that none did) and its decision; a drop
+carries the vxray command, and the ``ip``/``bridge``/``iptables`` command, that
+fixes it. Pure: the input is a ``World`` of snapshots, nothing is read or sent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from backend.model import Link
+from diagnostics.netfilter import Decision, Flow, dnat_to, hook
+from diagnostics.world import BROADCAST, ZERO_MAC, World
+
+VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
+ICMP_HEADER = 28  # IPv4 20 + ICMP 8: ping's -s is the payload
+MAX_HOPS = 128  # nested transmissions before a path is taken for a loop
+USABLE = {"PERMANENT", "NOARP", "REACHABLE", "STALE", "DELAY", "PROBE"}
+
+
+@dataclass(frozen=True)
+class Fix:
+    vxray: str
+    native: str
+
+
+@dataclass(frozen=True)
+class Step:
+    """One table consulted on the way: where, what matched, and what the kernel decides."""
+
+    host: str
+    netns: str
+    table: str
+    entry: str
+    decision: str
+    ok: bool = True
+    fix: Fix | None = None
+    direction: str = "request"
+
+
+@dataclass(frozen=True)
+class Packet:
+    src: str
+    dst: str
+    proto: str = "icmp"
+    dport: int | None = None
+    size: int = 84  # IP total length
+    df: bool = False
+    reply: bool = False
+    vni: int | None = None
+    inner: Frame | None = None  # an encapsulated VXLAN packet carries a frame
+
+
+@dataclass(frozen=True)
+class Frame:
+    src_mac: str
+    dst_mac: str
+    packet: Packet | None = None  # None: an ARP request
+    arp_for: str | None = None
+    arp_from: str | None = None
+    vlan: int | None = None
+
+    @property
+    def size(self) -> int:
+        return self.packet.size if self.packet else 28
+
+
+@dataclass(frozen=True)
+class Trace:
+    src: str
+    dst: str
+    proto: str
+    steps: tuple[Step, ...]
+    delivered: bool  # the packet and its reply
+    failed_step: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _State:
+    """What the kernel remembers between the request and its reply."""
+
+    learned: dict[str, dict[str, str]] = field(default_factory=dict)  # ns key -> ip -> mac (from ARP requests)
+    unnat: dict[tuple[str, str], str] = field(default_factory=dict)  # (ns key, masqueraded src) -> original
+
+
+class _Sim:
+    def __init__(self, world: World, state: _State, direction: str) -> None:
+        self.w = world
+        self.state = state
+        self.direction = direction
+        self.steps: list[Step] = []
+        self.depth = 0
+        self.arrived: Packet | None = None  # as delivered: after NAT on the way
+
+    # -- steps and fixes ---------------------------------------------------------------------------
+
+    def step(self, key: str, table: str, entry: str, decision: str, ok: bool = True, fix: Fix | None = None) -> None:
+        place = self.w.place(key)
+        self.steps.append(Step(place.host, place.label, table, entry, decision, ok, fix, self.direction))
+
+    def fail(self, key: str, table: str, entry: str, decision: str, fix: Fix | None = None) -> None:
+        self.step(key, table, entry, decision, ok=False, fix=fix)
+
+    def _in(self, key: str, command: str) -> str:
+        label = self.w.place(key).label
+        return command if label == "host" else f"ip netns exec {label} {command}"
+
+    def _host_fix(self, key: str, setting: str, native: str) -> Fix:
+        return Fix(f"vxray host set {self.w.place(key).host} {setting}", self._in(key, native))
+
+    # -- layer 3 -----------------------------------------------------------------------------------
+
+    def ip_output(self, key: str, pkt: Packet, in_dev: Link | None) -> str | None:
+        """The packet in namespace ``key`` (arriving on ``in_dev``, or sent from here): where it ends up."""
+        if self.depth > MAX_HOPS:
+            self.fail(key, "loop", "-", "the packet goes round in circles (routing or bridging loop)")
+            return None
+        self.depth += 1
+        try:
+            return self._ip(key, pkt, in_dev)
+        finally:
+            self.depth -= 1
+
+    def _ip(self, key: str, pkt: Packet, in_dev: Link | None) -> str | None:
+        if in_dev is not None:
+            orig = self.state.unnat.get((key, pkt.dst))
+            if orig is not None and pkt.reply:
+                self.step(key, "conntrack", f"{pkt.dst} -> {orig}", "reply to a masqueraded connection: un-NAT")
+                pkt = replace(pkt, dst=orig)
+            if pkt.proto in ("tcp", "udp") and not pkt.reply:
+                pkt = self._dnat(key, pkt, in_dev)
+        local = self.w.local(key, pkt.dst)
+        if local is not None:
+            return self._deliver_local(key, pkt, in_dev, local)
+        route = self.w.routes[key].lookup(pkt.dst)
+        if route is None or route.type in ("unreachable", "blackhole", "prohibit"):
+            entry = "no route" if route is None else f"{route.type} {route.dst}"
+            self.fail(key, "route", entry, f"no route to {pkt.dst}: the kernel answers 'Network is unreachable'",
+                      self._route_fix(key, pkt))  # fmt: skip
+            return None
+        out = self.w.links.get((key, route.device or ""))
+        if out is None:
+            self.fail(key, "route", _route_text(route), f"route points at device {route.device}, which is gone")
+            return None
+        via = f" via {route.gateway}" if route.gateway else ""
+        self.step(key, "route", _route_text(route), f"out {out.name}{via}")
+        if in_dev is not None and not self._forward(key, pkt, in_dev, out):
+            return None
+        if in_dev is None and not self._filter(key, "OUTPUT", pkt, None, out.name):
+            return None
+        pkt = self._masquerade(key, pkt, out)
+        if not out.up:
+            self.fail(key, "link", f"{out.name} state {out.operstate}", f"{out.name} is down",
+                      Fix("", self._in(key, f"ip link set {out.name} up")))  # fmt: skip
+            return None
+        if pkt.size > out.mtu:
+            if pkt.df:
+                how = "ping: local error: message too long" if in_dev is None else "ICMP 'fragmentation needed'"
+                self.fail(key, "mtu", f"{out.name} mtu {out.mtu}", f"{pkt.size}-byte packet with DF set: {how}",
+                          self._mtu_fix(key, out, pkt.size))  # fmt: skip
+                return None
+            pkt = replace(pkt, size=out.mtu)  # sent as fragments; the first is the largest
+        nexthop = route.gateway or pkt.dst
+        mac = self.resolve(key, out, nexthop, pkt.src)
+        if mac is None:
+            return None
+        return self.l2_send(key, out, Frame(out.mac or "", mac, pkt))
+
+    def _deliver_local(self, key: str, pkt: Packet, in_dev: Link | None, local: Link) -> str | None:
+        if in_dev is not None and not self._filter(key, "INPUT", pkt, in_dev.name, None):
+            return None
+        if pkt.inner is not None:
+            return self.vxlan_rcv(key, pkt)
+        who = self.w.container(key) or self.w.place(key).label
+        self.step(key, "local", f"{pkt.dst} on {local.name}", f"delivered to {who}")
+        self.arrived = pkt
+        return key
+
+    def _dnat(self, key: str, pkt: Packet, in_dev: Link) -> Packet:
+        ns = self.w.place(key).ns
+        flow = Flow(pkt.src, pkt.dst, pkt.proto, pkt.dport, in_dev.name, None, dst_local=self.w.local(key, pkt.dst)
+                    is not None)  # fmt: skip
+        decision = hook(ns, "nat", "PREROUTING", flow)
+        if decision.target != "DNAT" or decision.rule is None:
+            return pkt
+        ip, port = dnat_to(decision.rule)
+        self.step(key, "nat PREROUTING", decision.describe(), f"DNAT {pkt.dst}:{pkt.dport} -> {ip}:{port or pkt.dport}")
+        return replace(pkt, dst=ip, dport=port or pkt.dport)
+
+    def _masquerade(self, key: str, pkt: Packet, out: Link) -> Packet:
+        if pkt.reply or not self.w.place(key).ns.netfilter:
+            return pkt
+        flow = Flow(pkt.src, pkt.dst, pkt.proto, pkt.dport, None, out.name)
+        decision = hook(self.w.place(key).ns, "nat", "POSTROUTING", flow)
+        if decision.target not in ("MASQUERADE", "SNAT") or decision.rule is None:
+            return pkt
+        new = (decision.rule.to or "").split(":")[0] if decision.target == "SNAT" else _first_ip(out)
+        if not new:
+            return pkt
+        self.state.unnat[key, new] = pkt.src
+        self.step(key, "nat POSTROUTING", decision.describe(), f"{decision.target}: source {pkt.src} -> {new}")
+        return replace(pkt, src=new)
+
+    def _forward(self, key: str, pkt: Packet, in_dev: Link, out: Link) -> bool:
+        ns = self.w.place(key).ns
+        if ns.sysctls.ip_forward is False:
+            self.fail(key, "sysctl", "net.ipv4.ip_forward = 0", f"{in_dev.name} -> {out.name} is forwarding: dropped",
+                      self._host_fix(key, "ip_forward=1", "sysctl -w net.ipv4.ip_forward=1"))  # fmt: skip
+            return False
+        mode = max(ns.sysctls.rp_filter_all or 0, ns.sysctls.rp_filter.get(in_dev.name, 0))
+        if mode:
+            back = self.w.routes[key].lookup(pkt.src)
+            if back is None or (mode == 1 and back.device != in_dev.name):
+                via = "no route back" if back is None else f"the route back leaves by {back.device}"
+                self.fail(key, "sysctl", f"rp_filter = {mode} on {in_dev.name}",
+                          f"source {pkt.src} arrived on {in_dev.name} but {via}: dropped as spoofed",
+                          self._host_fix(key, "rp_filter=2", "sysctl -w net.ipv4.conf.all.rp_filter=2"))  # fmt: skip
+                return False
+        return self._filter(key, "FORWARD", pkt, in_dev.name, out.name)
+
+    def _filter(self, key: str, chain: str, pkt: Packet, in_iface: str | None, out_iface: str | None) -> bool:
+        ns = self.w.place(key).ns
+        if not ns.netfilter:
+            return True
+        flow = Flow(pkt.src, pkt.dst, pkt.proto, pkt.dport, in_iface, out_iface, pkt.reply)
+        decision = hook(ns, "filter", chain, flow)
+        if decision.accepted:
+            if decision.rule is not None or (decision.chain == chain and chain != "OUTPUT"):
+                self.step(key, f"filter {chain}", decision.describe(), "accepted")
+            return True
+        self.fail(key, f"filter {chain}", decision.describe(), f"{pkt.proto} {pkt.src} -> {pkt.dst} dropped",
+                  self._filter_fix(key, chain, decision, pkt))  # fmt: skip
+        return False
+
+    def _filter_fix(self, key: str, chain: str, decision: Decision, pkt: Packet) -> Fix:
+        cmd = "iptables-legacy" if decision.backend == "legacy" else "iptables-nft"
+        if decision.rule is None:
+            return self._host_fix(key, "forward_policy=ACCEPT", f"{cmd} -P {chain} ACCEPT") if chain == "FORWARD" \
+                else Fix("", self._in(key, f"{cmd} -P {chain} ACCEPT"))  # fmt: skip
+        rule = decision.rule
+        native = self._in(key, f"{cmd} -D {rule.chain} {rule.spec}")
+        if chain == "INPUT" and pkt.proto == "udp" and rule.dport and rule.target == "DROP":
+            return self._host_fix(key, f"udp.{rule.dport}=accept", f"{cmd} -D {rule.chain} {rule.spec}")
+        return Fix("", native)
+
+    def _route_fix(self, key: str, pkt: Packet) -> Fix:
+        ctr = self.w.container(key)
+        owners = [self.w.container(k) for k, _ in self.w.owners(pkt.dst)]
+        if ctr and owners and owners[0]:
+            return Fix(f"vxray network connect NETWORK {ctr}  (a network {owners[0]} is on)",
+                       self._in(key, f"ip route add {pkt.dst} via GATEWAY"))  # fmt: skip
+        return Fix("", self._in(key, f"ip route add {pkt.dst} via GATEWAY"))
+
+    def _mtu_fix(self, key: str, dev: Link, size: int) -> Fix:
+        if self.w.is_host_ns(key):
+            return self._host_fix(key, f"mtu.{dev.name}={size}", f"ip link set {dev.name} mtu {size}")
+        net = self.w.network(key) or "NETWORK"
+        return Fix(f"vxray network repair {net}", self._in(key, f"ip link set {dev.name} mtu {size}"))
+
+    # -- neighbours and ARP ------------------------------------------------------------------------
+
+    def resolve(self, key: str, dev: Link, ip: str, src_ip: str) -> str | None:
+        entry = self.w.neigh.get((key, dev.name), {}).get(ip)
+        if entry is not None and entry.mac and USABLE & set(entry.state):
+            self.step(key, "neigh", f"{ip} lladdr {entry.mac} {'/'.join(entry.state)}", f"next hop {entry.mac}")
+            return entry.mac
+        learned = self.state.learned.get(key, {}).get(ip)
+        if learned:
+            self.step(key, "neigh", f"{ip} lladdr {learned} (learnt from its ARP request)", f"next hop {learned}")
+            return learned
+        if "NOARP" in dev.flags:
+            self.fail(key, "neigh", f"no entry for {ip} on {dev.name} (NOARP device)", "no MAC for the next hop")
+            return None
+        state = f" ({'/'.join(entry.state)})" if entry is not None else ""
+        mark = len(self.steps)
+        answer = self.l2_send(key, dev, Frame(dev.mac or "", BROADCAST, None, ip, src_ip))
+        reasons = self.steps[mark:]
+        del self.steps[mark:]
+        if answer is None:
+            why = "; ".join(s.decision for s in reasons if not s.ok) or "nobody on this L2 domain owns it"
+            fix = next((s.fix for s in reasons if s.fix is not None), None)
+            self.fail(key, "neigh", f"no entry for {ip} on {dev.name}{state}", f"ARP request unanswered: {why}", fix)
+            return None
+        who = next((s.decision for s in reasons if s.table == "arp"), f"answered by {answer}")
+        self.step(key, "neigh", f"no entry for {ip} on {dev.name}{state}", f"ARP: {who}")
+        return answer
+
+    # -- layer 2 -----------------------------------------------------------------------------------
+
+    def l2_send(self, key: str, dev: Link, frame: Frame) -> str | None:
+        """Transmit ``frame`` on ``dev``; for IP frames where the packet ends up, for ARP the answering MAC."""
+        if self.depth > MAX_HOPS:
+            return None
+        self.depth += 1
+        try:
+            return self._l2(key, dev, frame)
+        finally:
+            self.depth -= 1
+
+    def _l2(self, key: str, dev: Link, frame: Frame) -> str | None:
+        if dev.kind == "bridge":
+            return self.bridge(key, dev, None, frame)
+        if dev.vxlan is not None:
+            return self.vxlan_xmit(key, dev, frame)
+        if dev.kind == "veth" and dev.peer is not None:
+            found = self.w.link_at(key, dev.peer)
+            if found is not None:
+                peer_key, peer = found
+                return self.l2_receive(peer_key, peer, frame)
+        if dev.kind == "macvlan" and dev.parent is not None:
+            return self._macvlan_xmit(key, dev, frame)
+        if dev.kind == "vlan" and dev.parent is not None:
+            found = self.w.link_at(key, dev.parent)
+            if found is not None:
+                return self.l2_send(found[0], found[1], replace(frame, vlan=dev.vlan_id))
+        return self._wire(key, dev, frame)
+
+    def _fits(self, key: str, dev: Link, frame: Frame, where: str) -> bool:
+        """is_skb_forwardable(): a frame longer than the device's MTU plus headers is dropped."""
+        if frame.packet is None or frame.size <= dev.mtu + 4:
+            return True
+        self.fail(key, "mtu", f"{dev.name} mtu {dev.mtu}", f"{frame.size}-byte packet dropped {where} {dev.name}",
+                  self._mtu_fix(key, dev, frame.size))  # fmt: skip
+        return False
+
+    def l2_receive(self, key: str, dev: Link, frame: Frame) -> str | None:
+        if not self._fits(key, dev, frame, "entering"):
+            return None
+        if frame.vlan is not None:
+            child = next((lk for k, lk in self.w.children.get((key, dev.index), []) if lk.vlan_id == frame.vlan), None)
+            if child is None:
+                return None
+            return self.l2_receive(key, child, replace(frame, vlan=None))
+        for child_key, child in self.w.children.get((key, dev.index), []):
+            if child.kind == "macvlan" and frame.dst_mac in (child.mac, BROADCAST):
+                got = self.l2_receive_l3(child_key, child, frame)
+                if got is not None or frame.dst_mac != BROADCAST:
+                    return got
+        if dev.master:
+            bridge = self.w.links.get((key, dev.master))
+            if bridge is None:
+                return None
+            if dev.bridge_port is not None and dev.bridge_port.state not in ("forwarding", "learning"):
+                self.fail(key, "bridge port", f"{dev.name} state {dev.bridge_port.state}", "port blocks all traffic")
+                return None
+            return self.bridge(key, bridge, dev, frame)
+        return self.l2_receive_l3(key, dev, frame)
+
+    def l2_receive_l3(self, key: str, dev: Link, frame: Frame) -> str | None:
+        if frame.dst_mac not in (dev.mac, BROADCAST) or not dev.up:
+            return None
+        if frame.packet is None:
+            return self._arp_answer(key, dev, frame)
+        self.step(key, "link", f"{dev.name} ({dev.kind or 'device'}) {dev.mac}", "frame received")
+        return self.ip_output(key, frame.packet, dev)
+
+    def _arp_answer(self, key: str, dev: Link, frame: Frame) -> str | None:
+        if frame.arp_for is None or self.w.local(key, frame.arp_for) is None:
+            return None
+        if frame.arp_from:
+            self.state.learned.setdefault(key, {})[frame.arp_from] = frame.src_mac
+        who = self.w.container(key) or self.w.place(key).label
+        self.step(key, "arp", f"{frame.arp_for} on {dev.name}", f"answered by {who} ({dev.name} {dev.mac})")
+        return dev.mac
+
+    def bridge(self, key: str, br: Link, in_port: Link | None, frame: Frame) -> str | None:
+        ports = self.w.ports.get((key, br.name), [])
+        if frame.dst_mac != BROADCAST:
+            if frame.dst_mac == br.mac and in_port is not None:
+                return self.l2_receive_l3(key, br, frame)
+            entry = self.w.bridge_fdb.get((key, br.name), {}).get(frame.dst_mac)
+            if entry is not None and entry.device == br.name and in_port is not None:
+                return self.l2_receive_l3(key, br, frame)
+            port = next((p for p in ports if entry is not None and p.name == entry.device), None)
+            if port is not None:
+                if entry is not None and entry.state == "permanent" and port.mac == frame.dst_mac:
+                    return self.l2_receive_l3(key, br, replace(frame, dst_mac=br.mac or ""))
+                if in_port is not None and port.name == in_port.name:
+                    self.fail(key, "bridge fdb", f"{frame.dst_mac} dev {port.name} master {br.name}",
+                              "destination is behind the port it came from: dropped")  # fmt: skip
+                    return None
+                self.step(key, "bridge fdb", f"{frame.dst_mac} dev {port.name} master {br.name} {entry.state}",
+                          f"forward to {port.name}")  # fmt: skip
+                if not self._fits(key, port, frame, "leaving by"):
+                    return None
+                return self.l2_send(key, port, frame)
+            self.step(key, "bridge fdb", f"no entry for {frame.dst_mac} on {br.name}", "unknown unicast: flood")
+        candidates = [p for p in ports if in_port is None or p.name != in_port.name]
+        if frame.dst_mac == BROADCAST and in_port is not None:
+            got = self.l2_receive_l3(key, br, frame)
+            if got is not None:
+                return got
+        return self._flood(key, candidates, frame)
+
+    def _flood(self, key: str, ports: list[Link], frame: Frame) -> str | None:
+        failures: list[list[Step]] = []
+        for port in ports:
+            if port.bridge_port is not None and frame.dst_mac != BROADCAST and not port.bridge_port.unicast_flood:
+                continue
+            mark = len(self.steps)
+            got = self.l2_send(key, port, frame) if self._fits(key, port, frame, "leaving by") else None
+            if got is not None:
+                return got
+            failures.append(self.steps[mark:])
+            del self.steps[mark:]
+        deepest = max(failures, key=len, default=[])
+        self.steps.extend(deepest)
+        return None
+
+    def _macvlan_xmit(self, key: str, dev: Link, frame: Frame) -> str | None:
+        assert dev.parent is not None
+        found = self.w.link_at(key, dev.parent)
+        if found is None:
+            return None
+        parent_key, parent = found
+        for sib_key, sib in self.w.children.get((parent_key, parent.index), []):
+            if sib is not dev and sib.kind == "macvlan" and frame.dst_mac in (sib.mac, BROADCAST):
+                got = self.l2_receive_l3(sib_key, sib, frame)
+                if got is not None:
+                    return got
+        return self.l2_send(parent_key, parent, frame)
+
+    def _wire(self, key: str, dev: Link, frame: Frame) -> str | None:
+        """A device whose other end is outside the snapshots: the physical network delivers to
+        whichever known host owns the destination (or, for ARP, the address asked for)."""
+        wanted = frame.arp_for if frame.packet is None else None
+        for other_key, lk in self.w.owners(wanted) if wanted else self.w.macs.get(frame.dst_mac, []):
+            if other_key != key:
+                self.step(key, "wire", f"{dev.name} -> {self.w.place(other_key).label} {lk.name}",
+                          "crosses the physical network (not in any snapshot)")  # fmt: skip
+                return self.l2_receive(other_key, lk, frame)
+        return None
+
+    # -- VXLAN -------------------------------------------------------------------------------------
+
+    def vxlan_xmit(self, key: str, vx: Link, frame: Frame) -> str | None:
+        info = vx.vxlan
+        assert info is not None
+        fdb = self.w.vxlan_fdb.get((key, vx.name), {})
+        if frame.packet is None and info.proxy:
+            entry = self.w.neigh.get((key, vx.name), {}).get(frame.arp_for or "")
+            if entry is not None and entry.mac and USABLE & set(entry.state):
+                self.step(key, "arp", f"{frame.arp_for} lladdr {entry.mac} on {vx.name}",
+                          f"answered by {vx.name}'s ARP proxy from the neighbour table")  # fmt: skip
+                return entry.mac
+            self.fail(key, "vxlan proxy", f"no neighbour entry for {frame.arp_for} on {vx.name}",
+                      f"{vx.name} answers ARP only from its neighbour table (proxy"
+                      f"{', l3miss: only a notification' if info.l3miss else ''})",
+                      self._overlay_fix(key, frame.arp_for or "", "arp"))  # fmt: skip
+            return None
+        entries = fdb.get(frame.dst_mac, []) if frame.dst_mac != BROADCAST else []
+        how = f"{frame.dst_mac} dst {entries[0].dst}" if entries else ""
+        if not entries:
+            entries = fdb.get(ZERO_MAC, [])
+            how = f"{ZERO_MAC} (flood) dst " + ", ".join(e.dst or "?" for e in entries) if entries else ""
+        if not entries and info.group:
+            return self._vxlan_multicast(key, vx, frame)
+        if not entries:
+            miss = " (l2miss: only a notification)" if info.l2miss else ""
+            self.fail(key, "vxlan fdb", f"no entry for {frame.dst_mac} on {vx.name}",
+                      f"no remote VTEP for the MAC and no flood entry or multicast group{miss}: dropped",
+                      self._overlay_fix(key, frame.dst_mac, "fdb"))  # fmt: skip
+            return None
+        self.step(key, "vxlan fdb", how, f"encapsulate in VNI {info.vni}, UDP {info.dstport}")
+        for entry in entries:
+            got = self._encapsulate(key, vx, frame, entry.dst or "", entry.vni or info.vni, entry.port or info.dstport)
+            if got is not None:
+                return got
+        return None
+
+    def _vxlan_multicast(self, key: str, vx: Link, frame: Frame) -> str | None:
+        info = vx.vxlan
+        assert info is not None
+        self.step(key, "vxlan fdb", f"no entry for {frame.dst_mac}", f"to multicast group {info.group}")
+        for other_key, other in self.w.vxlans:
+            if other is not vx and other.vxlan and other.vxlan.group == info.group and other.vxlan.vni == info.vni:
+                got = self._decapsulated(other_key, other, frame)
+                if got is not None:
+                    return got
+        return None
+
+    def _encapsulate(self, key: str, vx: Link, frame: Frame, dst: str, vni: int, port: int) -> str | None:
+        info = vx.vxlan
+        assert info is not None
+        under_key = key
+        if info.underlay is not None:
+            found = self.w.link_at(key, info.underlay)
+            under_key = found[0] if found else key
+        src = info.local or ""
+        outer = Packet(src, dst, "udp", port, frame.size + VXLAN_OVERHEAD, df=False, vni=vni, inner=frame)
+        route = self.w.routes[under_key].lookup(dst)
+        out = self.w.links.get((under_key, route.device or "")) if route else None
+        if out is not None and outer.size > out.mtu and frame.packet is not None and frame.packet.df:
+            self.fail(under_key, "mtu", f"{out.name} mtu {out.mtu}",
+                      f"encapsulated {outer.size} bytes exceed the underlay MTU; the inner packet has DF set, so "
+                      f"{vx.name} answers 'fragmentation needed' to its source",
+                      self._mtu_fix(under_key, out, outer.size))  # fmt: skip
+            return None
+        mark = len(self.steps)
+        got = self.ip_output(under_key, outer, None)
+        if got is None and not self.w.owners(dst):
+            self.steps.insert(mark, Step(self.w.place(key).host, self.w.place(key).label, "vxlan fdb",
+                                         f"{frame.dst_mac} dst {dst}",
+                                         f"stale entry: no host owns VTEP {dst}", False,
+                                         self._overlay_fix(key, frame.dst_mac, "fdb"), self.direction))  # fmt: skip
+        return got
+
+    def vxlan_rcv(self, key: str, pkt: Packet) -> str | None:
+        """An encapsulated packet arrived at a VTEP address: the device on that port with that VNI takes it."""
+        listening = [(k, lk) for k, lk in self.w.vxlans if lk.vxlan and lk.vxlan.dstport == pkt.dport
+                     and self._vxlan_home(k, lk) == key and lk.vxlan.local in (None, pkt.dst)]  # fmt: skip
+        match = next(((k, lk) for k, lk in listening if lk.vxlan and lk.vxlan.vni == pkt.vni), None)
+        if match is None:
+            have = ", ".join(f"{lk.name} VNI {lk.vxlan.vni}" for _, lk in listening if lk.vxlan) or "none"
+            reason = "VNI mismatch" if listening else f"no VXLAN device on UDP {pkt.dport}"
+            fix = None
+            if listening:
+                net = self.w.network(listening[0][0]) or "NETWORK"
+                fix = Fix(f"vxray network repair {net}", f"re-create the device with id {pkt.vni}")
+            self.fail(key, "vxlan", f"VNI {pkt.vni} on UDP {pkt.dport}; devices here: {have}",
+                      f"{reason}: the packet is dropped", fix)  # fmt: skip
+            return None
+        vx_key, vx = match
+        assert pkt.inner is not None
+        self.step(vx_key, "vxlan", f"{vx.name} VNI {pkt.vni} UDP {pkt.dport}", "decapsulated")
+        return self._decapsulated(vx_key, vx, pkt.inner)
+
+    def _decapsulated(self, key: str, vx: Link, frame: Frame) -> str | None:
+        if vx.master:
+            bridge = self.w.links.get((key, vx.master))
+            return self.bridge(key, bridge, vx, frame) if bridge is not None else None
+        return self.l2_receive_l3(key, vx, frame)
+
+    def _vxlan_home(self, key: str, vx: Link) -> str:
+        """The namespace whose UDP socket a VXLAN device listens on (its underlay's)."""
+        if vx.vxlan is not None and vx.vxlan.underlay is not None:
+            found = self.w.link_at(key, vx.vxlan.underlay)
+            if found is not None:
+                return found[0]
+        return key
+
+    def _overlay_fix(self, key: str, what: str, kind: str) -> Fix:
+        net = self.w.network(key)
+        host = self.w.place(key).host
+        if kind == "arp":
+            owner = self.w.owners(what)
+            mac = owner[0][1].mac if owner else "MAC"
+            native = self._in(key, f"ip neigh replace {what} lladdr {mac} dev vxlan1 nud permanent")
+        else:
+            owner_keys = [k for k, _ in self.w.macs.get(what, [])]
+            vtep = self._vtep_of(owner_keys[0]) if owner_keys else None
+            native = self._in(key, f"bridge fdb replace {what} dev vxlan1 dst {vtep or 'VTEP'}")
+            if net and vtep:
+                return Fix(f"vxray fdb add {what} --network {net} dst {vtep} --host {host}  (or: vxray fdb sync {net})",
+                           native)  # fmt: skip
+        return Fix(f"vxray fdb sync {net or 'NETWORK'}", native)
+
+    def _vtep_of(self, key: str) -> str | None:
+        """The VTEP of the host a namespace belongs to: the local address of a VXLAN device there."""
+        host = self.w.place(key).host
+        return next((lk.vxlan.local for k, lk in self.w.vxlans if lk.vxlan and self.w.place(k).host == host
+                     and lk.vxlan.local), None)  # fmt: skip
+
+
+def _route_text(route: Any) -> str:
+    parts = [route.dst]
+    if route.gateway:
+        parts.append(f"via {route.gateway}")
+    if route.device:
+        parts.append(f"dev {route.device}")
+    return " ".join(parts)
+
+
+def _first_ip(link: Link) -> str:
+    return next((a.address for a in link.addresses if ":" not in a.address), "")
+
+
+def _source_ip(world: World, key: str, dst: str) -> str:
+    route = world.routes[key].lookup(dst)
+    dev = world.links.get((key, route.device or "")) if route else None
+    if dev is not None:
+        if route is not None and route.source:
+            return route.source
+        for a in dev.addresses:
+            if ":" not in a.address and ipaddress.IPv4Address(dst) in ipaddress.IPv4Network(a.cidr, strict=False):
+                return a.address
+        return _first_ip(dev) or "0.0.0.0"
+    return "0.0.0.0"
+
+
+def trace(world: World, src: str, dst: str, proto: str = "icmp", dport: int | None = None,
+          size: int | None = None) -> Trace:  # fmt: skip
+    """Trace a packet from namespace ``src`` (label or key) to ``dst`` (an IPv4 address), and its reply.
+
+    ``size`` is the ICMP payload (as ``ping -s``, DF set as ``-M do``); without it
+    ping's 56 bytes, DF clear.
+    """
+    place = world.find(src)
+    if place is None:
+        raise ValueError(f"no namespace {src!r} in the snapshots")
+    state = _State()
+    sim = _Sim(world, state, "request")
+    ip_size = (56 if size is None else size) + ICMP_HEADER
+    pkt = Packet(_source_ip(world, place.key, dst), dst, proto, dport, ip_size, df=size is not None)
+    reached = sim.ip_output(place.key, pkt, None)
+    steps = list(sim.steps)
+    if reached is not None:
+        back = _Sim(world, state, "reply")
+        arrived = sim.arrived or pkt
+        reply = Packet(arrived.dst, arrived.src, proto, None, ip_size, df=size is not None, reply=True)
+        home = back.ip_output(reached, reply, None)
+        steps += back.steps
+        if home is not None and home != place.key:
+            steps.append(Step(world.place(home).host, world.place(home).label, "local", reply.dst,
+                              "the reply reached another namespace than the sender", False, None, "reply"))  # fmt: skip
+            home = None
+        reached = home
+    failed = next((i for i, s in enumerate(steps) if not s.ok), None)
+    if reached is None and failed is None:
+        steps.append(Step(place.host, place.label, "end", dst, "nothing delivered the packet", False))
+        failed = len(steps) - 1
+    return Trace(src, dst, proto, tuple(steps), reached is not None, failed if reached is None else None)
