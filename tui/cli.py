@@ -229,6 +229,78 @@ def _host(args: argparse.Namespace) -> int:
     return _emit(args, rows, _table(rows, ["name", "vtep", "netns"]))
 
 
+def _observed(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The context and a ``World`` of every host it knows (a lab's underlay included)."""
+    import os
+
+    from backend.lab import runner
+    from backend.observe import observe
+    from diagnostics.world import World
+
+    ctx = _context(args)
+    lab = None if args.store or os.environ.get("VXRAY_STORE") else runner.current()
+    snap, labels = observe(ctx, f"{lab}.ul" if lab else None)
+    return ctx, World([snap], labels)
+
+
+def _endpoint(ctx: Any, world: Any, word: str, other: str | None = None) -> tuple[str, str | None]:
+    """A trace end: a container (its namespace, its address — on a network shared with ``other``), a
+    namespace, an IP, or HOST:PORT; (namespace label or IP, port)."""
+    from backend import validate
+
+    host, colon, port = word.rpartition(":")
+    if colon and port.isdigit():
+        rec = ctx.store.host(host)
+        return (rec.vtep if rec and rec.vtep else validate.ipv4(host)), validate.port(port)
+    rec = ctx.store.container(word)
+    if rec is not None:
+        eps = sorted((e for e in ctx.store.endpoints() if e.container == word), key=lambda e: e.ifname)
+        mine = {e.network for e in ctx.store.endpoints() if e.container == other}
+        shared = [e.ip for e in eps if e.network in mine]
+        if other is None:
+            if rec.netns is None:
+                raise VxrayError(f"container {word} uses the host's network: trace from its host instead")
+            return rec.netns, None
+        if not eps:
+            raise VxrayError(f"container {word} has no address to trace to")
+        return (shared or [eps[0].ip])[0], None
+    if other is None:
+        if world.find(word) is None:
+            raise VxrayError(f"unknown container or namespace {word!r}")
+        return word, None
+    try:
+        return validate.ipv4(word), None
+    except VxrayError:
+        raise VxrayError(f"unknown container, HOST:PORT or address {word!r}") from None
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from diagnostics.trace import trace
+    from tui.trace_text import trace_lines
+
+    if args.proto not in ("icmp", "tcp", "udp"):
+        raise UsageError(f"invalid --proto {args.proto!r}: icmp, tcp or udp")
+    if args.size is not None and not 0 <= args.size <= 65507:
+        raise UsageError(f"invalid --size {args.size}: 0-65507 bytes of payload")
+    ctx, world = _observed(args)
+    src, _ = _endpoint(ctx, world, args.src)
+    dst, port = _endpoint(ctx, world, args.dst, args.src)
+    proto = "tcp" if port and args.proto == "icmp" else args.proto
+    t = trace(world, src, dst, proto, args.dport or port, args.size)
+    if args.json:
+        print(json.dumps(t.as_dict(), indent=2))
+    else:
+        dport = args.dport or port
+        header = f"trace {args.src} -> {args.dst} ({dst}{f':{dport}' if dport else ''}), {proto}"
+        names = {
+            **{ns: f"{net} sandbox" for ns, net in world.labels.networks.items()},
+            **{ns: f"{h} (host)" for h, ns in world.labels.host_netns.items()},
+            **world.labels.containers,
+        }
+        print("\n".join(trace_lines(t, names, header)))
+    return 0 if t.delivered else 1
+
+
 def _port(args: argparse.Namespace) -> int:
     from backend.ops import ports
 
@@ -239,7 +311,7 @@ def _port(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "lab": _lab,
     "snapshot": _snapshot, "demo": _demo, "network": _network, "container": _container, "fdb": _fdb,
-    "arp": _arp, "host": _host, "port": _port,
+    "arp": _arp, "host": _host, "port": _port, "trace": _trace,
 }  # fmt: skip
 
 

@@ -175,6 +175,20 @@ def _lab(sub: argparse._SubParsersAction) -> None:
         _json(p)
 
 
+def _diagnostics(sub: argparse._SubParsersAction) -> None:
+    t = sub.add_parser(
+        "trace", help="follow a packet hop by hop through the kernel's tables: where and why it stops, and the fix",
+        description="trace SRC DST: SRC a container or namespace; DST a container, an IP or HOST:PORT. "
+        "Exit 0 when the packet and its reply would get through, 1 when not.",
+    )  # fmt: skip
+    t.add_argument("src", metavar="SRC")
+    t.add_argument("dst", metavar="DST")
+    t.add_argument("--proto", default="icmp", help="icmp (default), tcp or udp")
+    t.add_argument("--dport", type=int, metavar="N")
+    t.add_argument("--size", type=int, metavar="BYTES", help="payload as ping -s, with DF set as ping -M do")
+    _json(t)
+
+
 def parser() -> Parser:
     p = Parser(prog="vxray", description="See and fix container networking on Linux hosts.")
     p.add_argument("--store", metavar="URL", help="cluster store: file:///PATH (default $VXRAY_STORE or "
@@ -193,6 +207,7 @@ def parser() -> Parser:
     demo.add_argument("action", nargs="?", choices=("up", "down"), default="up")
 
     _lab(sub)
+    _diagnostics(sub)
     _network(sub)
     _container(sub)
     _entries(sub)

@@ -1,0 +1,153 @@
+"""``vxray trace``: where and why a packet stops in each broken lab, and the command that fixes it."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+
+from backend.lab import runner
+from tui.cli import main
+
+from conftest import Lab
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
+    monkeypatch.delenv("VXRAY_STORE", raising=False)
+    return tmp_path
+
+
+def _up(lab: Lab, scenario: str) -> str:
+    name = f"{lab.prefix}{len(scenario)}"
+    assert main(["lab", "up", scenario, "--name", name]) == 0
+    return name
+
+
+def _trace(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
+    capsys.readouterr()
+    code = main(["trace", *argv, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def _failed(t: dict) -> dict:
+    assert not t["delivered"] and t["failed_step"] is not None
+    return t["steps"][t["failed_step"]]
+
+
+def test_trace_of_the_field_notes_overlay_stops_at_the_unanswered_arp_then_passes_after_the_fix(
+    lab: Lab, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = _up(lab, "overlay-static")
+    code, t = _trace(capsys, "vm33", "vm3")
+    step = _failed(t)
+    assert code == 1
+    assert (step["host"], step["table"], step["netns"]) == ("yy3", "neigh", f"{name}.yy3-vm33")
+    assert "ARP request unanswered" in step["decision"] and "neighbour table" in step["decision"]
+    assert step["fix"]["vxray"] == "vxray fdb sync prod"
+    for line in runner.load("overlay-static")[0].solution:
+        assert main(shlex.split(line)) == 0
+    code, t = _trace(capsys, "vm33", "vm3")
+    assert code == 0 and t["delivered"] and t["failed_step"] is None
+    assert {s["direction"] for s in t["steps"]} == {"request", "reply"}
+    runner.down(name)
+
+
+def test_trace_stops_at_missing_fdb_entry_and_names_the_entry_to_add(
+    lab: Lab, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = _up(lab, "overlay-fdb-broken")
+    _, t = _trace(capsys, "vm33", "vm3")
+    step = _failed(t)
+    assert (step["host"], step["table"]) == ("yy3", "vxlan fdb")
+    assert step["entry"] == "no entry for 02:42:ac:15:00:01 on vxlan1"
+    assert step["fix"]["vxray"].startswith("vxray fdb add 02:42:ac:15:00:01 --network prod dst 10.193.6.36 --host yy3")
+    assert step["fix"]["native"].endswith("bridge fdb replace 02:42:ac:15:00:01 dev vxlan1 dst 10.193.6.36")
+    _, t = _trace(capsys, "vm3", "vm33")
+    assert _failed(t)["direction"] == "reply", "the request gets through; the reply has no entry on yy3"
+    runner.down(name)
+
+
+def test_trace_names_the_vni_mismatch_on_the_receiving_host(
+    lab: Lab, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = _up(lab, "overlay-vni-broken")
+    _, t = _trace(capsys, "vm3", "vm33")
+    step = _failed(t)
+    assert (step["host"], step["table"]) == ("yy3", "vxlan")
+    assert step["decision"].startswith("VNI mismatch") and "vxlan1 VNI 257" in step["entry"]
+    assert step["fix"]["vxray"] == "vxray network repair prod"
+    runner.down(name)
+
+
+def test_trace_finds_the_input_rule_dropping_vxlan_and_the_setting_that_removes_it(
+    lab: Lab, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = _up(lab, "overlay-firewall-broken")
+    _, t = _trace(capsys, "vm3", "vm33")
+    step = _failed(t)
+    assert (step["host"], step["table"]) == ("yy3", "filter INPUT")
+    assert "--dport 4789 -j DROP" in step["entry"]
+    assert step["fix"]["vxray"] == "vxray host set yy3 udp.4789=accept"
+    runner.down(name)
+
+
+def test_trace_blames_the_routers_forward_policy(lab: Lab, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    name = _up(lab, "swarm-routed-broken")
+    _, t = _trace(capsys, "web1", "web2")
+    step = _failed(t)
+    assert (step["host"], step["table"], step["entry"]) == ("r1", "filter FORWARD", "nft FORWARD policy DROP")
+    assert step["fix"]["vxray"] == "vxray host set r1 forward_policy=ACCEPT"
+    runner.down(name)
+
+
+def test_trace_reports_ip_forward_off_where_flannel_routes(
+    lab: Lab, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = _up(lab, "flannel-vxlan-broken")
+    _, t = _trace(capsys, "a1", "b1")
+    step = _failed(t)
+    assert (step["host"], step["table"], step["entry"]) == ("node2", "sysctl", "net.ipv4.ip_forward = 0")
+    assert step["fix"]["vxray"] == "vxray host set node2 ip_forward=1"
+    runner.down(name)
+
+
+def test_trace_with_a_size_finds_the_underlay_mtu_that_drops_full_size_packets(
+    lab: Lab, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = _up(lab, "overlay-mtu-broken")
+    code, t = _trace(capsys, "vm33", "vm3")
+    assert code == 0, "small pings pass"
+    _, t = _trace(capsys, "vm3", "vm33", "--size", "1422")
+    step = _failed(t)
+    assert (step["host"], step["table"], step["entry"]) == ("yy3", "mtu", "eth0 mtu 1400")
+    assert step["fix"]["vxray"] == "vxray host set yy3 mtu.eth0=1500"
+    runner.down(name)
+
+
+def test_trace_follows_a_published_port_through_dnat(lab: Lab, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    name = _up(lab, "docker-modes")
+    code, t = _trace(capsys, f"{name}.client", "host1:8081")
+    assert code == 0, t
+    dnat = next(s for s in t["steps"] if s["table"] == "nat PREROUTING")
+    assert dnat["host"] == "host1" and dnat["decision"].endswith("-> 172.17.0.3:80")
+    assert any(s["decision"] == "delivered to web1" for s in t["steps"])
+    runner.down(name)
+
+
+def test_trace_text_tells_the_story_and_exits_like_ping(
+    lab: Lab, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = _up(lab, "overlay-fdb-broken")
+    capsys.readouterr()
+    assert main(["trace", "vm33", "vm3"]) == 1
+    out = capsys.readouterr().out
+    assert "DROPPED at step" in out and "fix: vxray fdb add 02:42:ac:15:00:01" in out
+    assert main(["trace", "vm33", "vm34"]) == 0
+    assert capsys.readouterr().out.strip().endswith("DELIVERED: the packet and its reply get through.")
+    assert main(["trace", "vm33", "nowhere"]) == 2
+    assert capsys.readouterr().err.strip() == "vxray: unknown container, HOST:PORT or address 'nowhere'"
+    runner.down(name)
