@@ -301,6 +301,27 @@ def _trace(args: argparse.Namespace) -> int:
     return 0 if t.delivered else 1
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from diagnostics.doctor import Desired, doctor
+
+    ctx, world = _observed(args)
+    want = Desired(tuple(ctx.store.hosts()), tuple(ctx.store.networks()), tuple(ctx.store.endpoints()))
+    findings = doctor(world, want)
+    if args.json:
+        print(json.dumps([f.as_dict() for f in findings], indent=2))
+    else:
+        lines = []
+        for i, f in enumerate(findings, 1):
+            lines.append(f"{i:2}. [{f.likelihood:.0%}] {f.host}: {f.title}")
+            lines += [f"      evidence: {e}" for e in f.evidence]
+            if f.fix and f.fix.vxray:
+                lines.append(f"      fix: {f.fix.vxray}")
+            if f.fix and f.fix.native:
+                lines.append(f"      or:  {f.fix.native}")
+        print("\n".join(lines) or f"no findings on {len(want.hosts)} host(s)")
+    return 1 if any(f.likelihood >= 0.5 for f in findings) else 0
+
+
 def _port(args: argparse.Namespace) -> int:
     from backend.ops import ports
 
@@ -311,7 +332,7 @@ def _port(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "lab": _lab,
     "snapshot": _snapshot, "demo": _demo, "network": _network, "container": _container, "fdb": _fdb,
-    "arp": _arp, "host": _host, "port": _port, "trace": _trace,
+    "arp": _arp, "host": _host, "port": _port, "trace": _trace, "doctor": _doctor,
 }  # fmt: skip
 
 

@@ -1,0 +1,359 @@
+"""Check every host against what the store says should be there, and rank what is wrong.
+
+``trace`` answers for one pair; ``doctor`` looks at all hosts at once and lists
+the faults that break cross-host traffic, most likely first, each with the
+evidence from the snapshot and the command that fixes it: missing or stale FDB
+and proxy-ARP entries, VNI mismatches, VXLAN devices nothing tells where remote
+MACs are (the field notes' case), MTUs that do not leave room for the 50 bytes
+of encapsulation, hosts that must forward but do not, FORWARD policies and INPUT
+rules that drop the traffic, duplicate addresses, and the sysctls
+(br_netfilter, rp_filter) that silently change the rules. Pure: the world is a
+snapshot, the desired state the store's records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from backend.model import Link
+from backend.records import Endpoint, HostRecord, NetworkRecord
+from diagnostics.netfilter import Flow, hook
+from diagnostics.trace import USABLE, VXLAN_OVERHEAD, Fix
+from diagnostics.world import ZERO_MAC, World
+
+FLANNEL_PREFIX = "flannel."
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What the store says should exist."""
+
+    hosts: tuple[HostRecord, ...] = ()
+    networks: tuple[NetworkRecord, ...] = ()
+    endpoints: tuple[Endpoint, ...] = ()
+
+
+@dataclass(frozen=True)
+class Finding:
+    likelihood: float  # how likely this breaks traffic, 0..1
+    host: str
+    title: str
+    evidence: tuple[str, ...] = ()
+    fix: Fix | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Doctor:
+    w: World
+    want: Desired
+    found: list[Finding] = field(default_factory=list)
+
+    def add(self, likelihood: float, host: str, title: str, evidence: Iterable[str], fix: Fix | None = None) -> None:
+        self.found.append(Finding(likelihood, host, title, tuple(evidence), fix))
+
+    def _in(self, key: str, command: str) -> str:
+        label = self.w.place(key).label
+        return command if label == "host" else f"ip netns exec {label} {command}"
+
+    def host_key(self, host: str) -> str | None:
+        label = self.w.labels.host_netns.get(host)
+        place = self.w.find(label) if label else None
+        return place.key if place else None
+
+    # -- overlays ----------------------------------------------------------------------------------
+
+    def overlays(self) -> None:
+        vteps = {h.name: h.vtep for h in self.want.hosts if h.vtep}
+        sandboxes = {(p.host, self.w.network(p.key)): p.key for p in self.w.places.values() if self.w.network(p.key)}
+        for net in (n for n in self.want.networks if n.driver == "overlay"):
+            eps = [e for e in self.want.endpoints if e.network == net.name]
+            for host in sorted({e.host for e in eps}):
+                key = sandboxes.get((host, net.name))
+                vx = next((lk for lk in self.w.place(key).ns.links if lk.vxlan), None) if key else None
+                if key is None or vx is None or vx.vxlan is None:
+                    self.add(
+                        0.9,
+                        host,
+                        f"network {net.name} has endpoints on {host} but no sandbox or VXLAN device",
+                        [f"endpoints: {', '.join(e.container for e in eps if e.host == host)}"],
+                        Fix(f"vxray network repair {net.name} --host {host}", ""),
+                    )
+                    continue
+                if vx.vxlan.vni != net.vni:
+                    self.add(
+                        0.95,
+                        host,
+                        f"VNI mismatch: {vx.name} of network {net.name} on {host} has VNI "
+                        f"{vx.vxlan.vni}, the other hosts use {net.vni}",
+                        [f"{self.w.place(key).label}: {vx.name} vxlan id {vx.vxlan.vni}"],
+                        Fix(
+                            f"vxray network repair {net.name} --host {host}",
+                            self._in(key, f"ip link del {vx.name}  # then re-create it with id {net.vni}"),
+                        ),
+                    )
+                remote = [e for e in eps if e.host != host]
+                self._fdb(key, host, net, vx, remote, vteps)
+                self._proxy(key, host, net, vx, remote, eps)
+                self._tunnel(key, host, vx, vteps)
+                self._endpoint_mtu(host, net, [e for e in eps if e.host == host])
+
+    def _fdb(
+        self, key: str, host: str, net: NetworkRecord, vx: Link, remote: list[Endpoint], vteps: dict[str, str | None]
+    ) -> None:
+        assert vx.vxlan is not None
+        fdb = self.w.vxlan_fdb.get((key, vx.name), {})
+        known = set(vteps.values())
+        for mac, entries in sorted(fdb.items()):
+            for e in entries:
+                owner = next((r for r in remote if r.mac == mac), None)
+                right = vteps.get(owner.host) if owner else None
+                if e.dst and (e.dst not in known or (right and e.dst != right)):
+                    who = f"{owner.container} is on {owner.host} (VTEP {right})" if owner else "no host has that VTEP"
+                    self.add(
+                        0.95,
+                        host,
+                        f"stale FDB entry on {host}: {mac} -> {e.dst}",
+                        [f"{self.w.place(key).label}: {mac} dev {vx.name} dst {e.dst}", who],
+                        Fix(
+                            f"vxray network repair {net.name}",
+                            self._in(key, f"bridge fdb replace {mac} dev {vx.name} dst {right or 'VTEP'}"),
+                        ),
+                    )
+        flooding = bool(fdb.get(ZERO_MAC)) or vx.vxlan.group is not None
+        missing = [r for r in remote if r.mac not in fdb]
+        if missing and not flooding and not vx.vxlan.learning:
+            title = (
+                f"{vx.name} on {host} knows no remote MAC: no learning, no multicast group, no static entries"
+                if len(missing) == len(remote) and not any(e.dst for es in fdb.values() for e in es)
+                else f"{host} has no FDB entry for {len(missing)} remote endpoint(s) of {net.name}"
+            )
+            first = missing[0]
+            self.add(
+                0.9,
+                host,
+                title,
+                [f"missing: {r.mac} ({r.container} on {r.host}, VTEP {vteps.get(r.host)})" for r in missing],
+                Fix(
+                    f"vxray fdb sync {net.name}",
+                    self._in(key, f"bridge fdb add {first.mac} dev {vx.name} dst {vteps.get(first.host)}"),
+                ),
+            )
+
+    def _proxy(
+        self, key: str, host: str, net: NetworkRecord, vx: Link, remote: list[Endpoint], eps: list[Endpoint]
+    ) -> None:
+        assert vx.vxlan is not None
+        if not vx.vxlan.proxy:
+            return
+        neigh = self.w.neigh.get((key, vx.name), {})
+        local = [e for e in eps if e.host == host]
+        unanswered = []
+        for r in remote:
+            entry = neigh.get(r.ip)
+            if entry is not None and entry.mac == r.mac and USABLE & set(entry.state):
+                continue
+            if local and all(self._has_static_arp(e, r.ip) for e in local):
+                continue  # the field notes' fix: every local container has its own entry
+            unanswered.append(r)
+        if unanswered:
+            first = unanswered[0]
+            self.add(
+                0.85,
+                host,
+                f"ARP for {len(unanswered)} remote address(es) of {net.name} goes unanswered on "
+                f"{host}: {vx.name} proxies ARP only from its neighbour table",
+                [f"no neighbour {r.ip} ({r.container}, {r.mac}) on {vx.name}" for r in unanswered],
+                Fix(
+                    f"vxray fdb sync {net.name}",
+                    self._in(key, f"ip neigh replace {first.ip} lladdr {first.mac} dev {vx.name} nud permanent"),
+                ),
+            )
+
+    def _has_static_arp(self, ep: Endpoint, ip: str) -> bool:
+        place = self.w.find(next((ns for ns, c in self.w.labels.containers.items() if c == ep.container), ""))
+        if place is None:
+            return False
+        entry = self.w.neigh.get((place.key, ep.ifname), {}).get(ip)
+        return entry is not None and "PERMANENT" in entry.state
+
+    def _tunnel(self, key: str, host: str, vx: Link, vteps: dict[str, str | None]) -> None:
+        """The VXLAN device's underlay: MTU headroom, and INPUT letting remote VTEPs' UDP in."""
+        assert vx.vxlan is not None
+        under = self.w.link_at(key, vx.vxlan.underlay) if vx.vxlan.underlay else (key, None)
+        under_key, dev = under if under else (key, None)
+        if dev is not None and dev.mtu < vx.mtu + VXLAN_OVERHEAD:
+            self.add(
+                0.8,
+                host,
+                f"MTU mismatch on {host}: {vx.name} MTU {vx.mtu} + {VXLAN_OVERHEAD} bytes of "
+                f"VXLAN exceed underlay {dev.name} MTU {dev.mtu}",
+                [f"full-size overlay packets ({vx.mtu} bytes) become {vx.mtu + VXLAN_OVERHEAD} on {dev.name}"],
+                Fix(
+                    f"vxray host set {host} mtu.{dev.name}={vx.mtu + VXLAN_OVERHEAD}",
+                    self._in(under_key, f"ip link set {dev.name} mtu {vx.mtu + VXLAN_OVERHEAD}"),
+                ),
+            )
+        mine = vteps.get(host)
+        for other, vtep in sorted(vteps.items()):
+            if other == host or not vtep or not mine:
+                continue
+            flow = Flow(vtep, mine, "udp", vx.vxlan.dstport, dev.name if dev else None, None, dst_local=True)
+            decision = hook(self.w.place(under_key).ns, "filter", "INPUT", flow)
+            if not decision.accepted:
+                cmd = "iptables-legacy" if decision.backend == "legacy" else "iptables-nft"
+                native = (
+                    f"{cmd} -D {decision.rule.chain} {decision.rule.spec}"
+                    if decision.rule
+                    else f"{cmd} -P INPUT ACCEPT"
+                )
+                self.add(
+                    0.95,
+                    host,
+                    f"{host} drops VXLAN: UDP {vx.vxlan.dstport} from {other} ({vtep}) is refused by its INPUT chain",
+                    [decision.describe()],
+                    Fix(f"vxray host set {host} udp.{vx.vxlan.dstport}=accept", self._in(under_key, native)),
+                )
+                return
+
+    def _endpoint_mtu(self, host: str, net: NetworkRecord, eps: list[Endpoint]) -> None:
+        for ep in eps:
+            place = self.w.find(next((ns for ns, c in self.w.labels.containers.items() if c == ep.container), ""))
+            lk = self.w.links.get((place.key, ep.ifname)) if place else None
+            if lk is not None and lk.mtu > net.mtu:
+                self.add(
+                    0.8,
+                    host,
+                    f"{ep.container}'s {ep.ifname} has MTU {lk.mtu}, network {net.name} {net.mtu}",
+                    [f"packets over {net.mtu} bytes are dropped at the bridge"],
+                    Fix(f"vxray network repair {net.name}", f"ip link set {ep.ifname} mtu {net.mtu}"),
+                )
+
+    # -- forwarding --------------------------------------------------------------------------------
+
+    def forwarding(self) -> None:
+        """Hosts that route container or underlay traffic must forward, and let FORWARD pass it."""
+        for host, label in sorted(self.w.labels.host_netns.items()):
+            place = self.w.find(label)
+            if place is not None:
+                self._forwarding(host, place.key)
+
+    def _forwarding(self, host: str, key: str) -> None:
+        ns = self.w.place(key).ns
+        addressed = [lk for lk in ns.links if lk.name != "lo" and not lk.master and _first(lk)]
+        routed = [lk for lk in addressed if lk.kind != "bridge" and not lk.name.startswith(FLANNEL_PREFIX)]
+        flannel = [lk for lk in addressed if lk.name.startswith(FLANNEL_PREFIX)]
+        bridges = [
+            lk
+            for lk in addressed
+            if lk.kind == "bridge" and self.w.ports.get((key, lk.name)) and not self._uplinked(key, lk)
+        ]
+        pairs = [(a, b) for a in routed for b in routed if a is not b]
+        pairs += [(br, fl) for br in bridges for fl in flannel] + [(fl, br) for br in bridges for fl in flannel]
+        if ns.sysctls.ip_forward is False and (pairs or bridges):
+            why = (
+                "it routes flannel traffic"
+                if flannel
+                else f"it routes between {', '.join(lk.name for lk in routed)}"
+                if pairs
+                else "its bridges' containers can only leave through it"
+            )
+            self.add(
+                0.9 if pairs else 0.6,
+                host,
+                f"ip_forward is off on {host}, but {why}",
+                ["net.ipv4.ip_forward = 0"],
+                Fix(f"vxray host set {host} ip_forward=1", self._in(key, "sysctl -w net.ipv4.ip_forward=1")),
+            )
+        for a, b in pairs:
+            decision = hook(ns, "filter", "FORWARD", Flow(_first(a), _first(b), "udp", 4789, a.name, b.name))
+            if decision.accepted:
+                continue
+            cmd = "iptables-legacy" if decision.backend == "legacy" else "iptables-nft"
+            fix = (
+                Fix(f"vxray host set {host} forward_policy=ACCEPT", self._in(key, f"{cmd} -P FORWARD ACCEPT"))
+                if decision.rule is None
+                else Fix("", self._in(key, f"{cmd} -D {decision.rule.chain} {decision.rule.spec}"))
+            )
+            self.add(0.9, host, f"{host} drops forwarded traffic from {a.name} to {b.name}", [decision.describe()], fix)
+            break
+        forward = next(
+            (
+                c
+                for rs in ns.netfilter
+                if (t := rs.table("filter"))
+                for c in t.chains
+                if c.name == "FORWARD" and c.policy == "DROP"
+            ),
+            None,
+        )
+        if ns.sysctls.bridge_nf_call_iptables and bridges and forward is not None:
+            self.add(
+                0.4,
+                host,
+                f"br_netfilter sends bridged traffic on {host} through iptables, whose FORWARD policy is DROP",
+                ["net.bridge.bridge-nf-call-iptables = 1: FORWARD rules apply inside bridges"],
+            )
+        mode = max([ns.sysctls.rp_filter_all or 0, *ns.sysctls.rp_filter.values()])
+        if mode == 1 and len(routed) >= 2:
+            self.add(
+                0.3,
+                host,
+                f"strict rp_filter on {host} drops replies that come back another way",
+                ["net.ipv4.conf.*.rp_filter = 1"],
+                Fix(f"vxray host set {host} rp_filter=2", self._in(key, "sysctl -w net.ipv4.conf.all.rp_filter=2")),
+            )
+
+    def _uplinked(self, key: str, bridge: Link) -> bool:
+        """A bridge that enslaves the host's NIC: its containers sit on the LAN, no forwarding needed."""
+        for port in self.w.ports.get((key, bridge.name), []):
+            peer = self.w.link_at(key, port.peer) if port.peer else None
+            if peer is None or self.w.place(peer[0]).label not in self.w.labels.containers:
+                return port.kind != "vxlan"
+        return False
+
+    # -- addresses ---------------------------------------------------------------------------------
+
+    def duplicates(self) -> None:
+        containers = self.w.labels.containers
+        for ip, owners in sorted(self.w.addresses.items()):
+            if ip.startswith(("127.", "169.254.")):
+                continue
+            names = sorted(
+                {containers[self.w.place(k).label] for k, _, _ in owners if self.w.place(k).label in containers}
+            )
+            if len(names) > 1:
+                self.add(
+                    0.7,
+                    self.w.place(owners[0][0]).host,
+                    f"duplicate IP {ip}: {', '.join(names)}",
+                    [f"{self.w.place(k).label} {lk.name}" for k, lk, _ in owners],
+                )
+        for mac, owners in sorted(self.w.macs.items()):
+            names = sorted(
+                {containers[self.w.place(k).label] for k, _ in owners if self.w.place(k).label in containers}
+            )
+            if len(names) > 1:
+                self.add(
+                    0.7,
+                    self.w.place(owners[0][0]).host,
+                    f"duplicate MAC {mac}: {', '.join(names)}",
+                    [f"{self.w.place(k).label} {lk.name}" for k, lk in owners],
+                )
+
+
+def _first(link: Link) -> str:
+    return next((a.address for a in link.addresses if ":" not in a.address), "")
+
+
+def doctor(world: World, want: Desired) -> list[Finding]:
+    """Every finding, most likely first."""
+    d = _Doctor(world, want)
+    d.overlays()
+    d.forwarding()
+    d.duplicates()
+    return sorted(d.found, key=lambda f: -f.likelihood)
