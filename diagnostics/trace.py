@@ -47,6 +47,7 @@ class Step:
     ok: bool = True
     fix: Fix | None = None
     direction: str = "request"
+    dev: str = ""  # where a live probe can be watched at this step (a capture on this device); "" = a decision
 
 
 @dataclass(frozen=True)
@@ -108,12 +109,13 @@ class _Sim:
 
     # -- steps and fixes ---------------------------------------------------------------------------
 
-    def step(self, key: str, table: str, entry: str, decision: str, ok: bool = True, fix: Fix | None = None) -> None:
+    def step(self, key: str, table: str, entry: str, decision: str, ok: bool = True, fix: Fix | None = None,
+             dev: str = "") -> None:  # fmt: skip
         place = self.w.place(key)
-        self.steps.append(Step(place.host, place.label, table, entry, decision, ok, fix, self.direction))
+        self.steps.append(Step(place.host, place.label, table, entry, decision, ok, fix, self.direction, dev))
 
-    def fail(self, key: str, table: str, entry: str, decision: str, fix: Fix | None = None) -> None:
-        self.step(key, table, entry, decision, ok=False, fix=fix)
+    def fail(self, key: str, table: str, entry: str, decision: str, fix: Fix | None = None, dev: str = "") -> None:
+        self.step(key, table, entry, decision, ok=False, fix=fix, dev=dev)
 
     def _in(self, key: str, command: str) -> str:
         label = self.w.place(key).label
@@ -186,7 +188,8 @@ class _Sim:
         if pkt.inner is not None:
             return self.vxlan_rcv(key, pkt)
         who = self.w.container(key) or self.w.place(key).label
-        self.step(key, "local", f"{pkt.dst} on {local.name}", f"delivered to {who}")
+        via = local.name if in_dev is not None else "lo"  # to one of its own addresses: over loopback
+        self.step(key, "local", f"{pkt.dst} on {local.name}", f"delivered to {who}", dev=via)
         self.arrived = pkt
         return key
 
@@ -276,11 +279,13 @@ class _Sim:
     def resolve(self, key: str, dev: Link, ip: str, src_ip: str) -> str | None:
         entry = self.w.neigh.get((key, dev.name), {}).get(ip)
         if entry is not None and entry.mac and USABLE & set(entry.state):
-            self.step(key, "neigh", f"{ip} lladdr {entry.mac} {'/'.join(entry.state)}", f"next hop {entry.mac}")
+            self.step(key, "neigh", f"{ip} lladdr {entry.mac} {'/'.join(entry.state)}", f"next hop {entry.mac}",
+                      dev=dev.name)  # fmt: skip
             return entry.mac
         learned = self.state.learned.get(key, {}).get(ip)
         if learned:
-            self.step(key, "neigh", f"{ip} lladdr {learned} (learnt from its ARP request)", f"next hop {learned}")
+            self.step(key, "neigh", f"{ip} lladdr {learned} (learnt from its ARP request)", f"next hop {learned}",
+                      dev=dev.name)  # fmt: skip
             return learned
         if "NOARP" in dev.flags:
             self.fail(key, "neigh", f"no entry for {ip} on {dev.name} (NOARP device)", "no MAC for the next hop")
@@ -293,10 +298,11 @@ class _Sim:
         if answer is None:
             why = "; ".join(s.decision for s in reasons if not s.ok) or "nobody on this L2 domain owns it"
             fix = next((s.fix for s in reasons if s.fix is not None), None)
-            self.fail(key, "neigh", f"no entry for {ip} on {dev.name}{state}", f"ARP request unanswered: {why}", fix)
+            self.fail(key, "neigh", f"no entry for {ip} on {dev.name}{state}", f"ARP request unanswered: {why}", fix,
+                      dev=dev.name)  # fmt: skip
             return None
         who = next((s.decision for s in reasons if s.table == "arp"), f"answered by {answer}")
-        self.step(key, "neigh", f"no entry for {ip} on {dev.name}{state}", f"ARP: {who}")
+        self.step(key, "neigh", f"no entry for {ip} on {dev.name}{state}", f"ARP: {who}", dev=dev.name)
         return answer
 
     # -- layer 2 -----------------------------------------------------------------------------------
@@ -334,7 +340,7 @@ class _Sim:
         if frame.packet is None or frame.size <= dev.mtu + 4:
             return True
         self.fail(key, "mtu", f"{dev.name} mtu {dev.mtu}", f"{frame.size}-byte packet dropped {where} {dev.name}",
-                  self._mtu_fix(key, dev, frame.size))  # fmt: skip
+                  self._mtu_fix(key, dev, frame.size), dev=dev.name if where == "entering" else "")  # fmt: skip
         return False
 
     def l2_receive(self, key: str, dev: Link, frame: Frame) -> str | None:
@@ -365,7 +371,7 @@ class _Sim:
             return None
         if frame.packet is None:
             return self._arp_answer(key, dev, frame)
-        self.step(key, "link", f"{dev.name} ({dev.kind or 'device'}) {dev.mac}", "frame received")
+        self.step(key, "link", f"{dev.name} ({dev.kind or 'device'}) {dev.mac}", "frame received", dev=dev.name)
         return self.ip_output(key, frame.packet, dev)
 
     def _arp_answer(self, key: str, dev: Link, frame: Frame) -> str | None:
@@ -394,7 +400,7 @@ class _Sim:
                               "destination is behind the port it came from: dropped")  # fmt: skip
                     return None
                 self.step(key, "bridge fdb", f"{frame.dst_mac} dev {port.name} master {br.name} {entry.state}",
-                          f"forward to {port.name}")  # fmt: skip
+                          f"forward to {port.name}", dev=port.name)  # fmt: skip
                 if not self._fits(key, port, frame, "leaving by"):
                     return None
                 return self.l2_send(key, port, frame)
@@ -475,7 +481,7 @@ class _Sim:
                       f"no remote VTEP for the MAC and no flood entry or multicast group{miss}: dropped",
                       self._overlay_fix(key, frame.dst_mac, "fdb"))  # fmt: skip
             return None
-        self.step(key, "vxlan fdb", how, f"encapsulate in VNI {info.vni}, UDP {info.dstport}")
+        self.step(key, "vxlan fdb", how, f"encapsulate in VNI {info.vni}, UDP {info.dstport}", dev=vx.name)
         for entry in entries:
             got = self._encapsulate(key, vx, frame, entry.dst or "", entry.vni or info.vni, entry.port or info.dstport)
             if got is not None:
@@ -512,11 +518,12 @@ class _Sim:
             return None
         mark = len(self.steps)
         got = self.ip_output(under_key, outer, None)
-        if got is None and not self.w.owners(dst):
-            self.steps.insert(mark, Step(self.w.place(key).host, self.w.place(key).label, "vxlan fdb",
-                                         f"{frame.dst_mac} dst {dst}",
-                                         f"stale entry: no host owns VTEP {dst}", False,
-                                         self._overlay_fix(key, frame.dst_mac, "fdb"), self.direction))  # fmt: skip
+        drop = next((i for i in range(len(self.steps) - 1, mark - 1, -1) if not self.steps[i].ok), None)
+        if got is None and drop is not None and not self.w.owners(dst):
+            step = self.steps[drop]  # where the packet dies; the reason is back on the VXLAN device
+            self.steps[drop] = replace(step, decision=f"{step.decision} — VTEP {dst} is no host's: the FDB entry "
+                                       f"{frame.dst_mac} dst {dst} on {vx.name} ({self.w.place(key).label}) is stale",
+                                       fix=self._overlay_fix(key, frame.dst_mac, "fdb"))  # fmt: skip
         return got
 
     def vxlan_rcv(self, key: str, pkt: Packet) -> str | None:
@@ -536,7 +543,7 @@ class _Sim:
             return None
         vx_key, vx = match
         assert pkt.inner is not None
-        self.step(vx_key, "vxlan", f"{vx.name} VNI {pkt.vni} UDP {pkt.dport}", "decapsulated")
+        self.step(vx_key, "vxlan", f"{vx.name} VNI {pkt.vni} UDP {pkt.dport}", "decapsulated", dev=vx.name)
         return self._decapsulated(vx_key, vx, pkt.inner)
 
     def _decapsulated(self, key: str, vx: Link, frame: Frame) -> str | None:

@@ -107,10 +107,11 @@ def have(tool: str) -> bool:
 
 
 ACCURACY = [0, 0]  # trace verdicts agreeing with real pings, cases tried (tests/test_trace_accuracy.py)
+LIVE = [0, 0]  # traces whose every watchable step a live probe confirmed, cases tried
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if ACCURACY[1]:
-        agreed, tried = ACCURACY
-        terminalreporter.write_line(f"trace accuracy: {agreed}/{tried} cases agree with real pings "
-                                    f"({100 * agreed / tried:.1f}%)")  # fmt: skip
+    for what, (agreed, tried) in (("verdicts agreeing with real pings", ACCURACY),
+                                  ("steps confirmed by a live probe", LIVE)):  # fmt: skip
+        if tried:
+            terminalreporter.write_line(f"trace accuracy, {what}: {agreed}/{tried} ({100 * agreed / tried:.1f}%)")

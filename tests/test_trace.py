@@ -151,3 +151,19 @@ def test_trace_text_tells_the_story_and_exits_like_ping(
     assert main(["trace", "vm33", "nowhere"]) == 2
     assert capsys.readouterr().err.strip() == "vxray: unknown container, HOST:PORT or address 'nowhere'"
     runner.down(name)
+
+
+def test_trace_live_sees_the_probe_where_the_simulation_says_and_not_beyond_the_drop(
+    lab: Lab, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = _up(lab, "swarm-routed-broken")
+    capsys.readouterr()
+    assert main(["trace", "web1", "web2", "--live", "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["first_disagreement"] is None
+    watched = [(s, live) for s, live in zip(out["steps"], out["live"], strict=True) if live["expected"] is not None]
+    assert any(live["seen"] for _, live in watched), "the probe was captured on its way"
+    assert [s["host"] for s, live in watched if live["seen"]][-1] == "r1", "last seen arriving at the router"
+    assert main(["trace", "web1", "web2", "--live"]) == 1
+    assert "agrees with the simulation at every step it could watch" in capsys.readouterr().out
+    runner.down(name)

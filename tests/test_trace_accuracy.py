@@ -2,27 +2,33 @@
 
 For every built-in scenario (as built, and after its exercise's fix) and for each
 fault the labs can inject, on three healthy bases, every ordered pair of
-containers is traced over a snapshot taken first, then pinged for real. A case
-agrees when the simulated verdict (packet and reply delivered, or not) is what
-the ping saw. The figure is printed at the end of the run.
+containers is traced over a snapshot taken first, probed live along the trace
+(``--live``), then pinged for real. A case agrees when the simulated verdict
+(packet and reply delivered, or not) is what the ping saw, and the live probe
+was seen exactly at the steps the simulation says it reaches — so a drop is
+placed at the right step. Both figures are printed at the end of the run.
 """
 
 from __future__ import annotations
 
 import shlex
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from backend import probe
 from backend.lab import runner
 from backend.lab.spec import FaultSpec, LabSpec, dump
 from backend.observe import observe
-from diagnostics.trace import trace
+from backend.probe import Probe
+from diagnostics.live import compare, first_disagreement, watch_points
+from diagnostics.trace import Trace, trace
 from diagnostics.world import World
 from tui.cli import main
 
-from conftest import ACCURACY, Lab
+from conftest import ACCURACY, LIVE, Lab
 
 OVERLAY, FLANNEL, SWARM = "overlay-fdb-broken", "flannel-vxlan", "swarm-routed"
 FAULTS: list[tuple[str, FaultSpec, int | None]] = [
@@ -45,21 +51,38 @@ FAULTS: list[tuple[str, FaultSpec, int | None]] = [
 SCENARIOS = [n for n in runner.builtin_names() if n != "macvlan-vlan"]  # no 802.1Q in every kernel
 
 
+def _live(t: Trace, underlay: str, netns: str, ip: str, size: int | None) -> int | None:
+    """Send a real probe along the trace; the first step where capture and simulation differ."""
+    real = {"host": underlay}
+    seen = probe.run(Probe(netns, ip, size=size), [(real.get(n, n), dev) for n, dev in watch_points(t)])
+    seen = {("host" if n == underlay else n, dev, d) for n, dev, d in seen}
+    return first_disagreement(compare(t, seen))
+
+
 def _agreement(name: str, size: int | None) -> list[str]:
-    """Trace every pair over a snapshot, then ping it; the pairs where they disagree."""
+    """Trace every pair over a snapshot, probe it live, then ping it; the pairs where they disagree."""
     ctx = runner.context(name)
     snap, labels = observe(ctx, f"{name}.ul")
     world = World([snap], labels)
     pairs = runner.targets(ctx)
     predicted = {pair: trace(world, netns, ip, size=size) for pair, (netns, ip) in pairs.items()}
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        live = dict(zip(pairs, pool.map(lambda p: _live(predicted[p], f"{name}.ul", *pairs[p], size), pairs),
+                        strict=True))  # fmt: skip
     real = runner.reachability(ctx, size)
     wrong = []
     for (a, b), t in predicted.items():
         ACCURACY[0] += t.delivered == real[a][b]
         ACCURACY[1] += 1
+        LIVE[0] += live[a, b] is None
+        LIVE[1] += 1
         if t.delivered != real[a][b]:
             why = t.steps[t.failed_step].decision if t.failed_step is not None else "delivered"
             wrong.append(f"{a} -> {b}: trace says {why!r}, ping says {'ok' if real[a][b] else 'lost'}")
+        if live[a, b] is not None:
+            step = t.steps[live[a, b]]
+            wrong.append(f"{a} -> {b}: live probe disagrees at step {live[a, b] + 1} ({step.host} {step.dev} "
+                         f"{step.table}: {step.decision})")  # fmt: skip
     return wrong
 
 

@@ -229,8 +229,9 @@ def _host(args: argparse.Namespace) -> int:
     return _emit(args, rows, _table(rows, ["name", "vtep", "netns"]))
 
 
-def _observed(args: argparse.Namespace) -> tuple[Any, Any]:
-    """The context and a ``World`` of every host it knows (a lab's underlay included)."""
+def _observed(args: argparse.Namespace) -> tuple[Any, Any, dict[str, str]]:
+    """The context, a ``World`` of every host it knows (a lab's underlay included), and the
+    netns name behind each label that is not one (the lab's underlay, read as "host")."""
     import os
 
     from backend.lab import runner
@@ -240,7 +241,7 @@ def _observed(args: argparse.Namespace) -> tuple[Any, Any]:
     ctx = _context(args)
     lab = None if args.store or os.environ.get("VXRAY_STORE") else runner.current()
     snap, labels = observe(ctx, f"{lab}.ul" if lab else None)
-    return ctx, World([snap], labels)
+    return ctx, World([snap], labels), ({"host": f"{lab}.ul"} if lab else {})
 
 
 def _endpoint(ctx: Any, world: Any, word: str, other: str | None = None) -> tuple[str, str | None]:
@@ -282,11 +283,13 @@ def _trace(args: argparse.Namespace) -> int:
         raise UsageError(f"invalid --proto {args.proto!r}: icmp, tcp or udp")
     if args.size is not None and not 0 <= args.size <= 65507:
         raise UsageError(f"invalid --size {args.size}: 0-65507 bytes of payload")
-    ctx, world = _observed(args)
+    ctx, world, real = _observed(args)
     src, _ = _endpoint(ctx, world, args.src)
     dst, port = _endpoint(ctx, world, args.dst, args.src)
     proto = "tcp" if port and args.proto == "icmp" else args.proto
     t = trace(world, src, dst, proto, args.dport or port, args.size)
+    if args.live:
+        return _live(args, world, t, real, src, dst, proto, args.dport or port)
     if args.json:
         print(json.dumps(t.as_dict(), indent=2))
     else:
@@ -301,10 +304,49 @@ def _trace(args: argparse.Namespace) -> int:
     return 0 if t.delivered else 1
 
 
+def _names(world: Any) -> dict[str, str]:
+    """What to call each namespace in a trace: its container, its overlay's sandbox, its host."""
+    return {
+        **{ns: f"{net} sandbox" for ns, net in world.labels.networks.items()},
+        **{ns: f"{h} (host)" for h, ns in world.labels.host_netns.items()},
+        **world.labels.containers,
+    }
+
+
+def _live(args: argparse.Namespace, world: Any, t: Any, real: dict[str, str], src: str, dst: str, proto: str,
+          dport: int | None) -> int:  # fmt: skip
+    """Send the probe, then print each simulated step with what the capture saw."""
+    from backend.probe import Probe, run
+    from diagnostics.live import compare, first_disagreement, watch_points
+
+    points = [(real.get(ns, ns), dev) for ns, dev in watch_points(t)]
+    seen = run(Probe(real.get(src, src), dst, proto, dport, args.size), points)
+    seen = {(next((k for k, v in real.items() if v == ns), ns), dev, d) for ns, dev, d in seen}
+    rows = compare(t, seen, ("request", "reply") if proto == "icmp" else ("request",))
+    bad = first_disagreement(rows)
+    if args.json:
+        print(json.dumps({**t.as_dict(), "live": [{"expected": r.expected, "seen": r.seen} for r in rows],
+                          "first_disagreement": bad}, indent=2))  # fmt: skip
+    else:
+        names = _names(world)
+        for i, r in enumerate(rows, 1):
+            s = r.step
+            live = "" if r.expected is None else ("seen" if r.seen else "not seen")
+            flag = "" if r.agrees else "   <<< DISAGREES with the simulation"
+            where = f"{names.get(s.netns, s.netns)[-20:]} {s.dev}" if s.dev else names.get(s.netns, s.netns)[-20:]
+            print(f"{i:3}  {'ok' if s.ok else 'XX'}  {s.direction:<7} {where:<32} {s.table:<14} {live:<9} "
+                  f"{s.decision}{flag}")  # fmt: skip
+        print("live probe agrees with the simulation at every step it could watch" if bad is None else
+              f"!!! FIRST DISAGREEMENT at step {bad + 1}: the simulation says "
+              f"{'seen' if rows[bad].expected else 'not seen'}, the capture says "
+              f"{'seen' if rows[bad].seen else 'not seen'}")  # fmt: skip
+    return 0 if t.delivered else 1
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from diagnostics.doctor import Desired, doctor
 
-    ctx, world = _observed(args)
+    ctx, world, _ = _observed(args)
     want = Desired(tuple(ctx.store.hosts()), tuple(ctx.store.networks()), tuple(ctx.store.endpoints()))
     findings = doctor(world, want)
     if args.json:

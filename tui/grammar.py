@@ -186,6 +186,8 @@ def _diagnostics(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--proto", default="icmp", help="icmp (default), tcp or udp")
     t.add_argument("--dport", type=int, metavar="N")
     t.add_argument("--size", type=int, metavar="BYTES", help="payload as ping -s, with DF set as ping -M do")
+    t.add_argument("--live", action="store_true", help="also send a real probe and show, per step, whether it "
+                   "was seen there")  # fmt: skip
     _json(t)
     d = sub.add_parser("doctor", help="check every host against the store: findings, most likely first, with fixes",
                        description="Exit 0 when nothing likely to break traffic is found, 1 otherwise.")  # fmt: skip

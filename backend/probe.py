@@ -1,0 +1,164 @@
+"""Send one real probe and watch for it at every device a trace says it crosses.
+
+``vxray trace --live`` checks the simulation against the datapath: packet sockets
+(``AF_PACKET``, opened inside each namespace and bound to one device) watch the
+devices the simulated steps name, then a probe leaves the source namespace — an
+ICMP echo with an identifier of its own, or a UDP datagram / TCP SYN from a
+port of its own — and every frame carrying it is recognised, also inside VXLAN
+(UDP 4789 or 8472), as the request or its reply. Many probes can run at once:
+each only recognises its own identifier.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import select
+import socket
+import struct
+import time
+from collections.abc import Iterable
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass
+
+from backend import nsenter
+from backend.errors import VxrayError
+
+ETH_P_ALL, ETH_P_IP, ETH_P_8021Q = 0x0003, 0x0800, 0x8100
+VXLAN_PORTS = (4789, 8472)
+IP_MTU_DISCOVER, IP_PMTUDISC_DO = 10, 2
+
+
+@dataclass(frozen=True)
+class Probe:
+    src_netns: str
+    dst: str
+    proto: str = "icmp"
+    dport: int | None = None
+    size: int | None = None  # ICMP payload; DF set when given
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    return ~(total + (total >> 16)) & 0xFFFF
+
+
+def _innermost(frame: bytes) -> tuple[int, str, str, bytes] | None:
+    """(protocol, src, dst, transport bytes) of the innermost IPv4 packet, through VLAN tags and VXLAN."""
+    off = 12
+    while True:
+        if len(frame) < off + 2:
+            return None
+        ethertype = struct.unpack_from("!H", frame, off)[0]
+        if ethertype != ETH_P_8021Q:
+            break
+        off += 4
+    if ethertype != ETH_P_IP or len(frame) < off + 22:
+        return None
+    ip = off + 2
+    ihl = (frame[ip] & 0x0F) * 4
+    proto = frame[ip + 9]
+    src, dst = socket.inet_ntoa(frame[ip + 12 : ip + 16]), socket.inet_ntoa(frame[ip + 16 : ip + 20])
+    payload = frame[ip + ihl :]
+    if proto == socket.IPPROTO_UDP and len(payload) >= 8 + 8 + 14:
+        dport = struct.unpack_from("!H", payload, 2)[0]
+        if dport in VXLAN_PORTS and payload[8] & 0x08:
+            return _innermost(payload[16:])
+    return proto, src, dst, payload
+
+
+class _Watch:
+    """Packet sockets on (namespace, device) pairs, opened before the probe leaves."""
+
+    def __init__(self, points: Iterable[tuple[str, str]], stack: ExitStack) -> None:
+        self.socks: dict[socket.socket, tuple[str, str]] = {}
+        for netns, dev in sorted(set(points)):
+            try:
+                with nsenter.named(netns):
+                    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            except VxrayError:
+                continue
+            stack.callback(sock.close)
+            try:
+                sock.bind((dev, 0))
+            except OSError:
+                continue  # the device is gone: nothing can be seen there
+            sock.setblocking(False)
+            self.socks[sock] = (netns, dev)
+
+    def frames(self, until: float) -> Iterable[tuple[str, str, bytes]]:
+        while (left := until - time.monotonic()) > 0:
+            ready, _, _ = select.select(list(self.socks), [], [], left)
+            for sock in ready:
+                try:
+                    data = sock.recv(65535)
+                except BlockingIOError:
+                    continue
+                yield (*self.socks[sock], data)
+
+
+def _send(p: Probe, ident: int, stack: ExitStack) -> None:
+    with nsenter.named(p.src_netns):
+        if p.proto == "icmp":
+            sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        else:
+            kind = socket.SOCK_DGRAM if p.proto == "udp" else socket.SOCK_STREAM
+            sock = socket.socket(socket.AF_INET, kind)
+            sock.bind(("0.0.0.0", ident))
+    stack.callback(sock.close)
+    if p.proto == "icmp":
+        payload = b"vxray-probe" + os.urandom(5) + b"\0" * max(0, (56 if p.size is None else p.size) - 16)
+        if p.size is not None:
+            sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+        for seq in (1, 2):  # a second echo gets past a neighbour entry an earlier attempt left FAILED
+            header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+            packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, seq) + payload
+            try:
+                sock.sendto(packet, (p.dst, 0))
+            except OSError:
+                return  # "message too long", "network unreachable": nothing leaves, as the trace says
+            time.sleep(0.3)
+    elif p.proto == "udp":
+        try:
+            sock.sendto(b"vxray-probe", (p.dst, p.dport or 0))
+        except OSError:
+            return
+    else:
+        sock.setblocking(False)
+        with suppress(BlockingIOError, OSError):
+            sock.connect((p.dst, p.dport or 0))
+
+
+def _direction(p: Probe, ident: int, proto: int, payload: bytes) -> str | None:
+    if p.proto == "icmp" and proto == socket.IPPROTO_ICMP and len(payload) >= 8:
+        kind, _code, _sum, got = struct.unpack_from("!BBHH", payload)
+        if got == ident:
+            return {8: "request", 0: "reply"}.get(kind)
+        return None
+    wanted = socket.IPPROTO_UDP if p.proto == "udp" else socket.IPPROTO_TCP
+    if proto != wanted or len(payload) < 4:
+        return None
+    sport, dport = struct.unpack_from("!HH", payload)
+    if (sport, dport) == (ident, p.dport):
+        return "request"
+    if (sport, dport) == (p.dport, ident):
+        return "reply"
+    return None
+
+
+def run(p: Probe, points: Iterable[tuple[str, str]], wait: float = 1.5) -> set[tuple[str, str, str]]:
+    """Send ``p`` and return where it was seen: (namespace, device, request|reply)."""
+    ident = random.randint(20000, 60000)
+    seen: set[tuple[str, str, str]] = set()
+    with ExitStack() as stack:
+        watch = _Watch(points, stack)
+        _send(p, ident, stack)
+        for netns, dev, frame in watch.frames(time.monotonic() + wait):
+            inner = _innermost(frame)
+            direction = _direction(p, ident, inner[0], inner[3]) if inner else None
+            if direction:
+                seen.add((netns, dev, direction))
+    return seen
