@@ -6,7 +6,8 @@ evidence from the snapshot and the command that fixes it: missing or stale FDB
 and proxy-ARP entries, VNI mismatches, VXLAN devices nothing tells where remote
 MACs are (the field notes' case), MTUs that do not leave room for the 50 bytes
 of encapsulation, hosts that must forward but do not, FORWARD policies and INPUT
-rules that drop the traffic, duplicate addresses, and the sysctls
+rules that drop the traffic, duplicate addresses, static ARP entries left
+behind by a MAC change (a bridge's, a container's), and the sysctls
 (br_netfilter, rp_filter) that silently change the rules. Pure: the world is a
 snapshot, the desired state the store's records.
 """
@@ -318,6 +319,36 @@ class _Doctor:
 
     # -- addresses ---------------------------------------------------------------------------------
 
+    def stale_neighbours(self) -> None:
+        """Static ARP entries whose MAC is no longer the one the address lives behind.
+
+        A bridge takes the lowest MAC of its ports unless one is set, so adding a
+        port can change the gateway's MAC under every ``arp -s`` made for it; a
+        container re-created with another MAC leaves the same trap behind.
+        """
+        for (key, dev), entries in sorted(self.w.neigh.items()):
+            for ip, n in sorted(entries.items()):
+                owners = self.w.owners(ip)
+                if "PERMANENT" not in n.state or not n.mac or not owners:
+                    continue
+                if any(lk.mac == n.mac for _, lk in owners):
+                    continue
+                k, lk = owners[0]
+                where = self.w.container(key) or self.w.place(key).label
+                self.add(
+                    0.85,
+                    self.w.place(key).host,
+                    f"stale static ARP entry in {where}: {ip} lladdr {n.mac}, but {ip} is now behind {lk.mac}",
+                    [
+                        f"{self.w.place(key).label}: {ip} dev {dev} lladdr {n.mac} PERMANENT",
+                        f"{self.w.place(k).label}: {lk.name} {lk.mac} holds {ip}",
+                    ],
+                    Fix(
+                        f"vxray arp add {ip} {lk.mac} --container {where}" if self.w.container(key) else "",
+                        self._in(key, f"ip neigh replace {ip} lladdr {lk.mac} dev {dev} nud permanent"),
+                    ),
+                )
+
     def duplicates(self) -> None:
         containers = self.w.labels.containers
         for ip, owners in sorted(self.w.addresses.items()):
@@ -356,4 +387,5 @@ def doctor(world: World, want: Desired) -> list[Finding]:
     d.overlays()
     d.forwarding()
     d.duplicates()
+    d.stale_neighbours()
     return sorted(d.found, key=lambda f: -f.likelihood)

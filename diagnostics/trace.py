@@ -326,6 +326,9 @@ class _Sim:
             found = self.w.link_at(key, dev.peer)
             if found is not None:
                 peer_key, peer = found
+                there = self.w.container(peer_key) or self.w.place(peer_key).label
+                self.step(key, "veth", f"{dev.name} mtu {dev.mtu} <-> {peer.name} mtu {peer.mtu} in {there}",
+                          "to the peer")  # fmt: skip
                 return self.l2_receive(peer_key, peer, frame)
         if dev.kind == "macvlan" and dev.parent is not None:
             return self._macvlan_xmit(key, dev, frame)

@@ -81,3 +81,23 @@ def test_doctor_names_a_duplicate_address(lab: Lab, home: Path, capsys: pytest.C
     assert main(["doctor"]) == 1
     assert f"duplicate IP {b_ip}: a, b" in capsys.readouterr().out
     runner.down(name)
+
+
+def test_doctor_finds_a_static_arp_entry_left_behind_by_a_mac_change(
+    lab: Lab, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = f"{lab.prefix}mac"
+    assert main(["lab", "up", "overlay-static", "--name", name]) == 0
+    for line in runner.load("overlay-static")[0].solution:
+        assert main(shlex.split(line)) == 0
+    vm3 = runner.context(name).container("vm3").netns or ""
+    sh("ip", "-n", vm3, "link", "set", "eth0", "address", "02:42:ac:15:00:99")
+    capsys.readouterr()
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "stale static ARP entry in vm33: 172.21.0.1 lladdr 02:42:ac:15:00:01, but 172.21.0.1 is now behind "
+        "02:42:ac:15:00:99" in out
+    )
+    assert "fix: vxray arp add 172.21.0.1 02:42:ac:15:00:99 --container vm33" in out
+    runner.down(name)
