@@ -343,6 +343,24 @@ def _live(args: argparse.Namespace, world: Any, t: Any, real: dict[str, str], sr
     return 0 if t.delivered else 1
 
 
+def _ping(args: argparse.Namespace) -> int:
+    import subprocess
+
+    if args.count < 1:
+        raise UsageError(f"invalid count {args.count}: at least 1")
+    ctx, world, real = _observed(args)
+    src, _ = _endpoint(ctx, world, args.src)
+    dst, _ = _endpoint(ctx, world, args.dst, args.src)
+    inside = [] if src == "host" and not real else ["ip", "netns", "exec", real.get(src, src)]  # the machine's own
+    return subprocess.run([*inside, "ping", "-c", str(args.count), dst]).returncode
+
+
+def _shell(args: argparse.Namespace) -> int:
+    from tui import shell
+
+    return shell.main(args)
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from diagnostics.doctor import Desired, doctor
 
@@ -374,7 +392,7 @@ def _port(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "lab": _lab,
     "snapshot": _snapshot, "demo": _demo, "network": _network, "container": _container, "fdb": _fdb,
-    "arp": _arp, "host": _host, "port": _port, "trace": _trace, "doctor": _doctor,
+    "arp": _arp, "host": _host, "port": _port, "trace": _trace, "doctor": _doctor, "ping": _ping, "shell": _shell,
 }  # fmt: skip
 
 

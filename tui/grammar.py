@@ -10,6 +10,7 @@ import argparse
 from typing import NoReturn
 
 from backend.errors import VxrayError
+from tui.examples import epilog
 
 
 class UsageError(VxrayError):
@@ -18,7 +19,8 @@ class UsageError(VxrayError):
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
+        command = self.prog.removeprefix("vxray").strip()  # the caller prints "vxray: " already
+        raise UsageError(f"{command}: {message}" if command else message)
 
 
 def _group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
@@ -189,6 +191,20 @@ def _diagnostics(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--live", action="store_true", help="also send a real probe and show, per step, whether it "
                    "was seen there")  # fmt: skip
     _json(t)
+    sh = sub.add_parser(
+        "shell", help="interactive shell: completion from live state, history, help; or a script",
+        description="shell [FILE] [-c 'cmd; cmd']: without FILE or -c, and with a terminal, interactive; "
+        "otherwise the lines run in order and the first failing one stops the script",
+    )  # fmt: skip
+    sh.add_argument("file", nargs="?", metavar="FILE")
+    sh.add_argument("-c", dest="command_string", metavar="COMMANDS", help="commands separated by ';'")
+    sh.add_argument("--keep-going", action="store_true", help="run every line even after one fails")
+    sh.add_argument("--yes", action="store_true", help="do not ask before destructive commands")
+    png = sub.add_parser("ping", help="ping from a container (or namespace) to a container or IP",
+                         description="ping SRC DST [-c N]: runs ping in SRC's namespace; Ctrl-C stops it")  # fmt: skip
+    png.add_argument("src", metavar="SRC")
+    png.add_argument("dst", metavar="DST")
+    png.add_argument("-c", "--count", type=int, default=3, metavar="N")
     d = sub.add_parser("doctor", help="check every host against the store: findings, most likely first, with fixes",
                        description="Exit 0 when nothing likely to break traffic is found, 1 otherwise.")  # fmt: skip
     _json(d)
@@ -217,6 +233,9 @@ def parser() -> Parser:
     _container(sub)
     _entries(sub)
     _hosts_and_ports(sub)
+    for name, command in sub.choices.items():
+        command.epilog = epilog(name)
+        command.formatter_class = argparse.RawDescriptionHelpFormatter
     return p
 
 

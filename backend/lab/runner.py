@@ -86,6 +86,13 @@ def current() -> str | None:
     return name if os.path.isdir(lab_dir(name)) else None
 
 
+def use(name: str) -> None:
+    """Make lab ``name`` (which must be up) the one later commands act on."""
+    context(name)
+    with open(os.path.join(home(), "current"), "w") as f:
+        f.write(name)
+
+
 def up(spec: LabSpec, text: str) -> Context:
     if os.geteuid() != 0:
         raise NeedRoot("to build a lab")
