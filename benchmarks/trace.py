@@ -38,8 +38,9 @@ def run(*argv: str, stdin: str) -> None:
     subprocess.run(argv, input=stdin, text=True, check=True, capture_output=True)
 
 
-def load(entries: int, rules: int) -> None:
-    yy2, yy3 = f"{LAB}.yy2", f"{LAB}.yy3"
+def load(entries: int, rules: int, lab: str = LAB) -> None:
+    """The scale workload in lab ``lab`` (an ``overlay-static``): FDB entries, neighbours, DNAT rules."""
+    yy2, yy3 = f"{lab}.yy2", f"{lab}.yy3"
     sandbox = next(n for n in os.listdir("/run/netns") if n.startswith(f"{yy3}-1-"))
     fdb = "".join(f"fdb add 02:01:00:00:{i >> 8 & 0xFF:02x}:{i & 0xFF:02x} dev vxlan1 dst 10.193.6.{i % 200 + 50}"
                   f" self permanent\n" for i in range(entries))  # fmt: skip
@@ -50,9 +51,9 @@ def load(entries: int, rules: int) -> None:
     nat = ["*nat", ":DOCKER - [0:0]", "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER"]
     dnat = "-A DOCKER ! -i docker0 -p tcp -m tcp --dport {} -j DNAT --to-destination 172.17.0.{}:80"
     nat += [dnat.format(10000 + i, i % 200 + 2) for i in range(rules)]
-    run(
-        "nsenter", f"--net=/run/netns/{yy2}", "iptables-nft-restore", "--noflush", stdin="\n".join([*nat, "COMMIT", ""])
-    )
+    if rules:
+        restore = ["nsenter", f"--net=/run/netns/{yy2}", "iptables-nft-restore", "--noflush"]
+        run(*restore, stdin="\n".join([*nat, "COMMIT", ""]))
 
 
 def timed(fn: object, runs: int) -> float:
