@@ -93,7 +93,7 @@ class Shell:
             return self._use(words[1:])
         if words[0] == "show":
             return self._show(words[1:])
-        if tuple(words[:2]) in DESTRUCTIVE or words[:2] == ["fdb", "del"]:
+        if tuple(words[:2]) in DESTRUCTIVE:
             asked = "--yes" in words
             words = [w for w in words if w != "--yes"]
             if not (asked or self.yes or self.confirm(f"{' '.join(words)}: are you sure? [y/N] ")):
@@ -218,6 +218,8 @@ def interactive(sh: Shell, input: Input | None = None, output: Output | None = N
             return 0
         except VxrayError as exc:
             print(f"vxray: {exc}", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - a bug must not end the operator's session
+            print(f"vxray: internal error: {type(exc).__name__}: {exc} (please report it)", file=sys.stderr)
         sh.refresh()
 
 
