@@ -16,12 +16,20 @@ from backend.ops.context import Context
 from backend.ops.sandbox import sandbox_name
 
 
+def scope_of(ctx: Context, underlay: str | None = None) -> Scope:
+    """The namespaces of every host the context knows (the whole machine when it is one of them)."""
+    hosts = ctx.store.hosts()
+    globs = [g for h in hosts if h.netns for g in (h.netns, f"{h.netns}-*")]
+    if any(h.netns is None for h in hosts) or not hosts:
+        return Scope()
+    return Scope(host_netns=underlay, netns=tuple(globs))
+
+
 def observe(ctx: Context, underlay: str | None = None) -> tuple[HostSnapshot, Labels]:
     """``underlay``: a namespace that joins the hosts (a lab's ``<lab>.ul``), read as the snapshot's root."""
     hosts = ctx.store.hosts()
-    globs = [g for h in hosts if h.netns for g in (h.netns, f"{h.netns}-*")]
-    local = any(h.netns is None for h in hosts) or not hosts
-    scope = Scope() if local else Scope(host_netns=underlay, netns=tuple(globs))
+    scope = scope_of(ctx, underlay)
+    local = scope.whole_machine
     snap = collect(scope, docker="none")
     owner = {h.netns or "host": h.name for h in hosts}
     labels = Labels(host_netns={h.name: h.netns or "host" for h in hosts})

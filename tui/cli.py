@@ -393,10 +393,23 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "lab": _lab,
     "snapshot": _snapshot, "demo": _demo, "network": _network, "container": _container, "fdb": _fdb,
     "arp": _arp, "host": _host, "port": _port, "trace": _trace, "doctor": _doctor, "ping": _ping, "shell": _shell,
+    "app": lambda args: _app(args),
 }  # fmt: skip
 
 
+def _app(args: argparse.Namespace) -> int:
+    from tui.app import VxrayApp
+    from tui.source import from_file, live
+
+    store = [*(["--store", args.store] if args.store else []), *(["--store-token", args.store_token]
+             if args.store_token else [])]  # fmt: skip
+    source = from_file(args.load) if args.load else live(store)
+    VxrayApp(source).run()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv) or ["app"]  # `vxray` alone opens the app
     try:
         args, extra = parser().parse_known_args(argv)
         if extra and hasattr(args, "words") and not any(x.startswith("-") for x in extra):

@@ -227,6 +227,9 @@ def parser() -> Parser:
     demo = sub.add_parser("demo", help="build the field notes' two-host overlay in namespaces and show it")
     demo.add_argument("action", nargs="?", choices=("up", "down"), default="up")
 
+    app = sub.add_parser("app", help="the live view of every host, with the command line, trace and doctor inside "
+                         "(what `vxray` alone opens)")  # fmt: skip
+    app.add_argument("--load", metavar="FILE", help="show a saved view (see screenshots/make.py) instead of the kernel")
     _lab(sub)
     _diagnostics(sub)
     _network(sub)

@@ -1,0 +1,346 @@
+"""The Textual app: every host's namespaces, links, bridges, veths, VXLAN FDBs, neighbours, routes and NAT,
+live, with the command line, the trace and the doctor inside.
+
+The app only renders and dispatches. Snapshots are read by a thread worker and
+arrive as ``SnapshotCollected``; a second worker blocks on netlink
+(``backend.monitor``) and posts ``KernelChanged`` when the kernel changes
+something, which triggers the next read — no polling, so an idle app costs no
+CPU. Commands typed after ``:`` run through the same command language as the
+shell and bash (in a child ``vxray`` process, so a failing command cannot take
+the app down); ``trace`` and ``doctor`` run in-process on the snapshot shown.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import time
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import (
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Label,
+    ListItem,
+    ListView,
+    RichLog,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+from textual.worker import get_current_worker
+
+from backend.model import HostSnapshot, Labels
+from diagnostics.doctor import Desired, Finding, doctor
+from diagnostics.trace import Trace, trace
+from diagnostics.world import World
+from tui.messages import CommandFinished, KernelChanged, SnapshotCollected
+from tui.source import Source
+from tui.tables import VIEWS, hosts, rows
+
+HIGHLIGHT_SECONDS = 2.0
+
+
+class Confirm(ModalScreen[bool]):
+    """Yes or no before the app changes the kernel."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        yield Label(f"{self.question}\n\n[y] yes   [n] no", id="question")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class VxrayApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "vxray"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("colon", "command", "Command", tooltip="run a vxray command (as in the shell)"),
+        Binding("slash", "filter", "Filter", tooltip="filter the table as you type"),
+        Binding("t", "show_tab('Trace')", "Trace"),
+        Binding("d", "show_tab('Doctor')", "Doctor"),
+        Binding("f", "apply_fix", "Apply fix", tooltip="run the fix the trace suggests, then trace again"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("escape", "leave_input", "Back", show=False),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, source: Source, live: bool = True) -> None:
+        super().__init__()
+        self.source = source
+        self.live = live and source.scope is not None
+        self.snapshot: HostSnapshot | None = None
+        self.labels = Labels()
+        self.world: World | None = None
+        self.host: str | None = None
+        self.text = ""
+        self.seen: dict[str, set[str]] = {}  # view -> row keys already shown
+        self.fresh: dict[str, float] = {}  # row key -> when it appeared
+        self.last_trace: tuple[str, str, Trace] | None = None
+        self.findings: list[Finding] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            yield ListView(id="hosts")
+            with Vertical(id="main"):
+                yield Input(placeholder="filter: type to keep matching rows (Esc: back)", id="filter")
+                with TabbedContent(id="views"):
+                    for view, columns in VIEWS.items():
+                        with TabPane(view, id=f"tab-{view}"):
+                            table: DataTable[Any] = DataTable(id=f"table-{view}", zebra_stripes=True)
+                            table.add_columns(*columns)
+                            yield table
+                    with TabPane("Trace", id="tab-Trace"):
+                        yield DataTable(id="trace", cursor_type="row")
+                        yield Static("type `:trace SRC DST`", id="verdict")
+                    with TabPane("Doctor", id="tab-Doctor"):
+                        yield DataTable(id="doctor", cursor_type="row")
+                        yield Static("", id="evidence")
+        yield RichLog(id="log", max_lines=500, wrap=True)
+        yield Input(placeholder=": a vxray command — network ls, fdb sync prod, trace vm33 vm3, doctor", id="command")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.source.name
+        self.query_one("#trace", DataTable).add_columns("#", "dir", "host", "namespace", "table", "entry", "decision")
+        self.query_one("#doctor", DataTable).add_columns("likelihood", "host", "finding")
+        self.query_one("#filter").display = False
+        self.collect()
+        if self.live:
+            self.watch_kernel()
+
+    # -- workers -----------------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="collect", exit_on_error=False)
+    def collect(self) -> None:
+        start = time.perf_counter()
+        snap, labels = self.source.read()
+        self.post_message(SnapshotCollected(snap, labels, time.perf_counter() - start))
+
+    @work(thread=True, exclusive=True, group="monitor", exit_on_error=False)
+    def watch_kernel(self) -> None:
+        from backend.monitor import Monitor
+
+        assert self.source.scope is not None
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            monitor = Monitor(self.source.scope())
+            try:
+                changed: set[str] = set()
+                while not changed and not worker.is_cancelled:
+                    changed = monitor.wait(0.5)  # wakes to notice the app quitting; no work meanwhile
+                time.sleep(0.1)  # let a burst of changes finish, then read once
+                changed |= monitor.wait(0)
+            finally:
+                monitor.close()
+            if changed:
+                self.post_message(KernelChanged(changed))
+
+    @work(thread=True, group="command", exit_on_error=False)
+    def run_command(self, line: str) -> None:
+        proc = subprocess.run([sys.executable, "-m", "tui.cli", *shlex.split(line)], capture_output=True, text=True)
+        self.post_message(CommandFinished(line, proc.returncode, (proc.stdout + proc.stderr).rstrip()))
+
+    # -- events ------------------------------------------------------------------------------------
+
+    @on(SnapshotCollected)
+    def _collected(self, event: SnapshotCollected) -> None:
+        self.snapshot, self.labels = event.snapshot, event.labels
+        self.world = World([event.snapshot], event.labels)
+        names = hosts(event.labels, event.snapshot)
+        hosts_view = self.query_one("#hosts", ListView)
+        if [item.name for item in hosts_view.children] != names:
+            hosts_view.clear()
+            hosts_view.extend(ListItem(Label(f"● {h}"), name=h) for h in names)
+            self.host = self.host if self.host in names else names[0]
+        self.render_tables()
+        if self.last_trace is not None:
+            self.show_trace(*self.last_trace[:2])
+        self.log_line(f"snapshot of {len(event.snapshot.namespaces)} namespaces in {event.seconds * 1000:.0f} ms")
+
+    @on(KernelChanged)
+    def _changed(self, event: KernelChanged) -> None:
+        self.collect()
+
+    @on(CommandFinished)
+    def _finished(self, event: CommandFinished) -> None:
+        mark = "✓" if event.status == 0 else f"✗ exit {event.status}"
+        self.log_line(f":{event.line}  {mark}")
+        if event.output:
+            self.log_line(event.output)
+        self.collect()
+
+    @on(ListView.Selected, "#hosts")
+    def _host(self, event: ListView.Selected) -> None:
+        self.host = event.item.name
+        self.render_tables()
+
+    @on(Input.Changed, "#filter")
+    def _filter(self, event: Input.Changed) -> None:
+        self.text = event.value
+        self.render_tables()
+
+    @on(Input.Submitted, "#command")
+    def _command(self, event: Input.Submitted) -> None:
+        line = event.value.strip().lstrip(":")
+        event.input.value = ""
+        self.set_focus(None)  # as in k9s: the command ran, keys go back to the views
+        if line:
+            self.dispatch_line(line)
+
+    @on(DataTable.RowHighlighted, "#doctor")
+    def _finding(self, event: DataTable.RowHighlighted) -> None:
+        if 0 <= event.cursor_row < len(self.findings):
+            f = self.findings[event.cursor_row]
+            fix = f"\nfix: {f.fix.vxray}" if f.fix and f.fix.vxray else ""
+            self.query_one("#evidence", Static).update("\n".join(f.evidence) + fix)
+
+    # -- rendering ---------------------------------------------------------------------------------
+
+    def render_tables(self) -> None:
+        if self.snapshot is None:
+            return
+        now = time.monotonic()
+        for view in VIEWS:
+            table = self.query_one(f"#table-{view}", DataTable)
+            found = rows(self.snapshot, self.labels, view, self.host, self.text)
+            known = self.seen.setdefault(view, set())
+            keys = {key for key, _ in found}
+            if known:
+                for key in keys - known:
+                    self.fresh[key] = now
+            self.seen[view] = known | keys
+            table.clear()
+            for key, cells in found:
+                new = now - self.fresh.get(key, 0) < HIGHLIGHT_SECONDS
+                table.add_row(*(Text(c, style="bold reverse") if new else c for c in cells), key=key)
+        if any(now - t < HIGHLIGHT_SECONDS for t in self.fresh.values()):
+            self.set_timer(HIGHLIGHT_SECONDS, self.render_tables)
+
+    def log_line(self, text: str) -> None:
+        self.query_one("#log", RichLog).write(text)
+
+    # -- commands ----------------------------------------------------------------------------------
+
+    def dispatch_line(self, line: str) -> None:
+        words = line.split()
+        if words[0] == "trace" and len(words) == 3:
+            self.show_trace(words[1], words[2])
+            self.action_show_tab("Trace")
+        elif words[0] == "doctor":
+            self.show_doctor()
+            self.action_show_tab("Doctor")
+        elif words[0] == "show" and len(words) > 1:
+            view = next((v for v in [*VIEWS, "Trace", "Doctor"] if v.lower().startswith(words[1].lower())), None)
+            if view:
+                self.action_show_tab(view)
+        else:
+            self.run_command(line)
+
+    def show_trace(self, src: str, dst: str) -> None:
+        if self.world is None:
+            return
+        from tui.cli import _endpoint, _names  # the same resolution of SRC and DST as `vxray trace`
+
+        try:
+            if self.source.context is not None:
+                ctx = self.source.context()
+                src_ns, _ = _endpoint(ctx, self.world, src)
+                dst_ip, port = _endpoint(ctx, self.world, dst, src)
+            else:  # a saved view: namespaces and addresses only
+                src_ns, dst_ip, port = src, dst, None
+            result = trace(self.world, src_ns, dst_ip, "tcp" if port else "icmp", port)
+        except Exception as exc:  # noqa: BLE001 - a bad name is shown, the app goes on
+            self.query_one("#verdict", Static).update(f"cannot trace {src} -> {dst}: {exc}")
+            return
+        self.last_trace = (src, dst, result)
+        names = _names(self.world)
+        table = self.query_one("#trace", DataTable)
+        table.clear()
+        for i, s in enumerate(result.steps, 1):
+            style = "" if s.ok else "bold white on red"
+            cells = (str(i), s.direction, s.host, names.get(s.netns, s.netns), s.table, s.entry, s.decision)
+            table.add_row(*(Text(c, style=style) for c in cells))
+        verdict = self.query_one("#verdict", Static)
+        if result.delivered:
+            verdict.update(f"{src} -> {dst}: DELIVERED, the packet and its reply get through")
+        elif result.failed_step is not None:
+            s = result.steps[result.failed_step]
+            fix = f"\nfix ([f] applies it): {s.fix.vxray}" if s.fix and s.fix.vxray else ""
+            verdict.update(Text(f"{src} -> {dst}: DROPPED at step {result.failed_step + 1} on {s.host}: "
+                                f"{s.decision}{fix}", style="bold red"))  # fmt: skip
+            table.move_cursor(row=result.failed_step)
+
+    def show_doctor(self) -> None:
+        if self.world is None:
+            return
+        want = Desired()
+        if self.source.context is not None:
+            store = self.source.context().store
+            want = Desired(tuple(store.hosts()), tuple(store.networks()), tuple(store.endpoints()))
+        self.findings = doctor(self.world, want)
+        table = self.query_one("#doctor", DataTable)
+        table.clear()
+        for f in self.findings:
+            table.add_row(f"{f.likelihood:.0%}", f.host, f.title)
+        if not self.findings:
+            self.query_one("#evidence", Static).update("no findings")
+
+    # -- actions -----------------------------------------------------------------------------------
+
+    def action_command(self) -> None:
+        self.query_one("#command", Input).focus()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_leave_input(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.has_focus and not box.value:
+            box.display = False
+        self.set_focus(None)
+
+    def action_show_tab(self, view: str) -> None:
+        self.query_one("#views", TabbedContent).active = f"tab-{view}"
+        if view == "Doctor":
+            self.show_doctor()
+
+    def action_refresh(self) -> None:
+        self.collect()
+
+    def action_apply_fix(self) -> None:
+        if self.last_trace is None:
+            return
+        src, dst, result = self.last_trace
+        step = result.steps[result.failed_step] if result.failed_step is not None else None
+        if step is None or step.fix is None or not step.fix.vxray.startswith("vxray "):
+            self.log_line("no fix to apply")
+            return
+        command = step.fix.vxray.removeprefix("vxray ").split("  (")[0]
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_command(command)
+
+        self.push_screen(Confirm(f"Run `vxray {command}` and trace {src} -> {dst} again?"), answered)

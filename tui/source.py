@@ -1,0 +1,66 @@
+"""Where the app's data comes from: the current context (live, watched), or a saved file (fixed).
+
+A saved view — a snapshot and the store's labels in one JSON file — makes the
+app's screens reproducible: snapshot tests and screenshots render it without a
+kernel, and an operator can open what a colleague captured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from backend import codec
+from backend.errors import VxrayError
+from backend.model import HostSnapshot, Labels
+from backend.netns import Scope
+from backend.ops.context import Context
+
+
+@dataclass
+class Source:
+    read: Callable[[], tuple[HostSnapshot, Labels]]
+    scope: Callable[[], Scope] | None = None  # what the monitor watches; None: nothing changes (a file)
+    name: str = ""
+    context: Callable[[], Context] | None = None  # the store, for names and the doctor; None: a saved view
+
+
+def live(store_args: list[str]) -> Source:
+    """The current lab (or store) as the shell and the CLI see it."""
+    from backend.lab import runner
+    from backend.observe import observe, scope_of
+    from tui import cli
+    from tui.grammar import parser
+
+    def context() -> tuple[Context, str | None]:
+        args = parser().parse_args([*store_args, "host", "ls"])
+        lab = None if store_args or os.environ.get("VXRAY_STORE") else runner.current()
+        return cli._context(args), (f"{lab}.ul" if lab else None)
+
+    def read() -> tuple[HostSnapshot, Labels]:
+        ctx, underlay = context()
+        return observe(ctx, underlay)
+
+    def scope() -> Scope:
+        ctx, underlay = context()
+        return scope_of(ctx, underlay)
+
+    lab = None if store_args else runner.current()
+    return Source(read, scope, f"lab {lab}" if lab else "local machine", lambda: context()[0])
+
+
+def save(path: str, snap: HostSnapshot, labels: Labels) -> None:
+    with open(path, "w") as f:
+        json.dump({"snapshot": json.loads(codec.dumps(snap)), "labels": asdict(labels)}, f, indent=1)
+
+
+def from_file(path: str) -> Source:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        snap, labels = codec.loads(json.dumps(data["snapshot"])), Labels(**data["labels"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise VxrayError(f"cannot read a saved view from {path}: {exc}") from None
+    return Source(lambda: (snap, labels), None, os.path.basename(path))
