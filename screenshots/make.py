@@ -4,11 +4,16 @@
 
 Builds the overlay-static lab (the field notes' overlay) under the name
 ``vxshot`` in a scratch state directory, renders ``vxray snapshot`` of host yy3
-before and after the notes' static FDB/ARP fix as SVG, and removes the lab.
+before and after the notes' static FDB/ARP fix as SVG, then the app's main
+screens (links, FDB, the trace of vm33 -> vm3 stopping and, after the fix
+the trace suggests, delivering; the doctor), saves the lab as a view file
+(``tests/fixtures/overlay-static.view.json``, which the app's snapshot tests
+render; only when missing, so the baselines stay valid), and removes the lab.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shlex
 import sys
@@ -36,6 +41,47 @@ def render(lines: list[str], title: str, path: str) -> None:
     console.save_svg(path, title=title)
 
 
+APP_SIZE = (120, 34)
+
+
+async def app_screens(view_path: str) -> None:
+    """The app on the live lab: one SVG per main screen."""
+    from tui.app import VxrayApp
+    from tui.source import live
+
+    app = VxrayApp(live([]), live=False)
+    async with app.run_test(size=APP_SIZE) as pilot:
+        while app.snapshot is None:
+            await pilot.pause(0.1)
+        app.action_show_tab("Links")
+        await pilot.pause(0.5)
+        save(app, "app-links")
+        app.action_show_tab("FDB")
+        await pilot.pause(0.2)
+        save(app, "app-fdb")
+        app.dispatch_line("trace vm33 vm3")
+        await pilot.pause(0.2)
+        save(app, "app-trace-dropped")
+        app.action_show_tab("Doctor")
+        await pilot.pause(0.2)
+        save(app, "app-doctor")
+        from tui.source import save as save_view
+
+        if not os.path.exists(view_path):  # the snapshot tests' fixture: renewed only on purpose (delete it)
+            save_view(view_path, app.snapshot, app.labels)
+        await pilot.press("f", "y")
+        while not (app.last_trace and app.last_trace[2].delivered):
+            await pilot.pause(0.2)
+        app.action_show_tab("Trace")
+        await pilot.pause(0.2)
+        save(app, "app-trace-delivered")
+
+
+def save(app: object, name: str) -> None:
+    path = app.save_screenshot(f"{name}.svg", os.path.join(ROOT, "screenshots"))  # type: ignore[attr-defined]
+    print("wrote", os.path.relpath(path, ROOT))
+
+
 def main() -> None:
     os.environ["VXRAY_HOME"] = tempfile.mkdtemp(prefix="vxshot-")
     spec, text = runner.load("overlay-static", NAME)
@@ -49,6 +95,11 @@ def main() -> None:
             path = os.path.join(ROOT, "screenshots", f"snapshot-yy3-{stage}.svg")
             render(lines, f"vxray snapshot — host yy3, {stage}", path)
             print("wrote", os.path.relpath(path, ROOT))
+    finally:
+        runner.down(NAME)
+    runner.up(spec, text)
+    try:
+        asyncio.run(app_screens(os.path.join(ROOT, "tests", "fixtures", "overlay-static.view.json")))
     finally:
         runner.down(NAME)
 

@@ -175,7 +175,8 @@ class VxrayApp(App[None]):
         self.render_tables()
         if self.last_trace is not None:
             self.show_trace(*self.last_trace[:2])
-        self.log_line(f"snapshot of {len(event.snapshot.namespaces)} namespaces in {event.seconds * 1000:.0f} ms")
+        took = f" in {event.seconds * 1000:.0f} ms" if self.source.scope is not None else ""  # a file: fixed text
+        self.log_line(f"{self.source.name}: snapshot of {len(event.snapshot.namespaces)} namespaces{took}")
 
     @on(KernelChanged)
     def _changed(self, event: KernelChanged) -> None:

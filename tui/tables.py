@@ -28,7 +28,13 @@ VIEWS: dict[str, tuple[str, ...]] = {
 
 
 def _who(labels: Labels, ns: Namespace) -> str:
-    return labels.containers.get(ns.name) or ns.name
+    """What an operator calls a namespace: its container, its overlay's sandbox, its host, else its name."""
+    if ns.name in labels.containers:
+        return labels.containers[ns.name]
+    if ns.name in labels.networks:
+        return f"{labels.networks[ns.name]} sandbox"
+    host = next((h for h, label in labels.host_netns.items() if label == ns.name), None)
+    return f"{host} (host)" if host else labels.hosts.get(ns.name, ns.name) if ns.name == "host" else ns.name
 
 
 def _namespaces(ns: Namespace, labels: Labels, owners: dict[str, str]) -> Iterator[Row]:

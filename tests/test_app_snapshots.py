@@ -1,0 +1,53 @@
+"""The app's main screens rendered from a saved view (no kernel needed): rendering regressions show as SVG diffs.
+
+The view file is the overlay-static lab as ``screenshots/make.py`` saved it; the
+baselines live in ``tests/__snapshots__`` (``pytest --snapshot-update`` renews them).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from tui.app import VxrayApp
+from tui.source import from_file
+
+VIEW = Path(__file__).parent / "fixtures" / "overlay-static.view.json"
+SIZE = (120, 34)
+
+
+def _app() -> VxrayApp:
+    return VxrayApp(from_file(str(VIEW)))
+
+
+def _on(tab: str, line: str | None = None) -> Any:
+    async def run_before(pilot: Pilot[None]) -> None:
+        app: VxrayApp = pilot.app  # type: ignore[assignment]
+        while app.snapshot is None:
+            await pilot.pause(0.05)
+        if line:
+            app.dispatch_line(line)
+        app.action_show_tab(tab)
+        await pilot.pause(0.2)
+
+    return run_before
+
+
+@pytest.mark.parametrize("tab", ["Links", "Bridges", "VXLAN", "FDB", "Neighbours", "NAT"])
+def test_view_renders_the_saved_lab(tab: str, snap_compare: Any) -> None:
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=_on(tab))
+
+
+def test_trace_view_shows_the_failing_step_in_red(snap_compare: Any) -> None:
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=_on("Trace", "trace vxshot.yy3-vm33 172.21.0.1"))
+
+
+def test_doctor_view_lists_the_findings(snap_compare: Any) -> None:
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=_on("Doctor"))
+
+
+def test_the_app_fits_an_80_by_24_terminal(snap_compare: Any) -> None:
+    assert snap_compare(_app(), terminal_size=(80, 24), run_before=_on("Links"))
