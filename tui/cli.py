@@ -61,7 +61,7 @@ DEMO = "overlay-static"
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """The seed lab of the field notes; until the TUI exists, its hosts' snapshots are the main view."""
+    """The seed lab of the field notes, then the main view: the app on a terminal, the snapshots otherwise."""
     from backend.collect import collect
     from backend.lab import runner
     from tui.summary import snapshot_lines
@@ -72,6 +72,13 @@ def _demo(args: argparse.Namespace) -> int:
         return 0
     if DEMO not in runner.running():
         runner.up(*runner.load(DEMO))
+    runner.use(DEMO)
+    if sys.stdout.isatty() and sys.stdin.isatty():
+        from tui.app import VxrayApp
+        from tui.source import live
+
+        VxrayApp(live([])).run()
+        return 0
     ctx = runner.context(DEMO)
     for host in ctx.store.hosts():
         print("\n".join(snapshot_lines(collect(ctx.host(host.name).scope(), docker="none"))))
