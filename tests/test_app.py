@@ -57,12 +57,15 @@ def test_views_fill_and_follow_the_kernel(seed: str) -> None:
     async def run() -> None:
         app = VxrayApp(live([]))
         async with app.run_test(size=(160, 48)) as pilot:
+            await _until(pilot, lambda: app.snapshot is not None)
+            app.action_show_tab("Links")
             await _until(pilot, lambda: any("vxlan1" in r for r in _cells(app, "#table-Links")))
             hosts = [item.name for item in app.query_one("#hosts").children]
             assert hosts[:2] == ["yy2", "yy3"]
             assert any("vm3" in r for r in _cells(app, "#table-Links")), "containers are named, not just netns"
             sandbox = next(ns for ns in runner.context(seed).store.networks())
             netns = f"{seed}.yy2-1-{sandbox.short_id}"
+            app.action_show_tab("FDB")
             sh("bridge", "-n", netns, "fdb", "add", "02:42:ac:15:00:77", "dev", "vxlan1", "dst", "10.193.6.37")
             await _until(pilot, lambda: any("02:42:ac:15:00:77" in r for r in _cells(app, "#table-FDB")), 5)
 
@@ -74,6 +77,7 @@ def test_the_command_line_creates_a_network_and_the_view_shows_it(seed: str) -> 
         app = VxrayApp(live([]))
         async with app.run_test(size=(160, 48)) as pilot:
             await _until(pilot, lambda: app.snapshot is not None)
+            app.action_show_tab("Links")
             await _command(pilot, "network create n2 --subnet 10.77.0.0/24 --host yy2")
             await _until(pilot, lambda: any("10.77.0.1/24" in r for r in _cells(app, "#table-Links")))
 

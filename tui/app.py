@@ -3,9 +3,8 @@ live, with the command line, the trace and the doctor inside.
 
 The app only renders and dispatches. Snapshots are read by a thread worker and
 arrive as ``SnapshotCollected``; a second worker blocks on netlink
-(``backend.monitor``) and posts ``KernelChanged`` when the kernel changes
-something, which triggers the next read — no polling, so an idle app costs no
-CPU. Commands typed after ``:`` run through the same command language as the
+(``backend.monitor``) and reads again as soon as the kernel changes something —
+no polling, so an idle app costs no CPU. Commands typed after ``:`` run through the same command language as the
 shell and bash (in a child ``vxray`` process, so a failing command cannot take
 the app down); ``trace`` and ``doctor`` run in-process on the snapshot shown.
 """
@@ -43,11 +42,12 @@ from backend.model import HostSnapshot, Labels
 from diagnostics.doctor import Desired, Finding, doctor
 from diagnostics.trace import Trace, trace
 from diagnostics.world import World
-from tui.messages import CommandFinished, KernelChanged, SnapshotCollected
+from tui.messages import CommandFinished, SnapshotCollected
 from tui.source import Source
 from tui.tables import VIEWS, hosts, rows
 
 HIGHLIGHT_SECONDS = 2.0
+MAX_ROWS = 500  # a table shows this many matching rows; filtering searches them all
 
 
 class Confirm(ModalScreen[bool]):
@@ -103,6 +103,7 @@ class VxrayApp(App[None]):
             yield ListView(id="hosts")
             with Vertical(id="main"):
                 yield Input(placeholder="filter: type to keep matching rows (Esc: back)", id="filter")
+                yield Static("", id="status")
                 with TabbedContent(id="views"):
                     for view, columns in VIEWS.items():
                         with TabPane(view, id=f"tab-{view}"):
@@ -142,18 +143,22 @@ class VxrayApp(App[None]):
 
         assert self.source.scope is not None
         worker = get_current_worker()
-        while not worker.is_cancelled:
-            monitor = Monitor(self.source.scope())
-            try:
-                changed: set[str] = set()
-                while not changed and not worker.is_cancelled:
-                    changed = monitor.wait(0.5)  # wakes to notice the app quitting; no work meanwhile
-                time.sleep(0.1)  # let a burst of changes finish, then read once
-                changed |= monitor.wait(0)
-            finally:
-                monitor.close()
-            if changed:
-                self.post_message(KernelChanged(changed))
+        monitor = Monitor(self.source.scope())
+        try:
+            while not worker.is_cancelled:
+                if not monitor.wait(0.5):  # wakes to notice the app quitting; no work meanwhile
+                    continue
+                time.sleep(0.02)  # let a burst of changes finish, then read once
+                monitor.wait(0)
+                start = time.perf_counter()
+                snap, labels = self.source.read()
+                self.post_message(SnapshotCollected(snap, labels, time.perf_counter() - start))
+                if {ns.name for ns in snap.namespaces} != set(monitor.socks.values()):
+                    fresh = Monitor(self.source.scope())  # a new container's namespace is watched too; the old
+                    monitor.close()  # sockets stayed open until now, so a change meanwhile re-arms the next wait
+                    monitor = fresh
+        finally:
+            monitor.close()
 
     @work(thread=True, group="command", exit_on_error=False)
     def run_command(self, line: str) -> None:
@@ -177,10 +182,6 @@ class VxrayApp(App[None]):
             self.show_trace(*self.last_trace[:2])
         took = f" in {event.seconds * 1000:.0f} ms" if self.source.scope is not None else ""  # a file: fixed text
         self.log_line(f"{self.source.name}: snapshot of {len(event.snapshot.namespaces)} namespaces{took}")
-
-    @on(KernelChanged)
-    def _changed(self, event: KernelChanged) -> None:
-        self.collect()
 
     @on(CommandFinished)
     def _finished(self, event: CommandFinished) -> None:
@@ -217,25 +218,39 @@ class VxrayApp(App[None]):
 
     # -- rendering ---------------------------------------------------------------------------------
 
-    def render_tables(self) -> None:
-        if self.snapshot is None:
-            return
+    def active_view(self) -> str:
+        return self.query_one("#views", TabbedContent).active.removeprefix("tab-")
+
+    def render_tables(self, views: list[str] | None = None) -> None:
+        """Fill the tables of ``views`` (default: the one shown; the others fill when their tab opens)."""
+        if self.snapshot is None or not self.is_running or not self.query("#views"):
+            return  # nothing read yet, or the app is closing (a highlight timer may still fire)
         now = time.monotonic()
-        for view in VIEWS:
+        for view in views or [self.active_view()]:
+            if view not in VIEWS:
+                continue
             table = self.query_one(f"#table-{view}", DataTable)
             found = rows(self.snapshot, self.labels, view, self.host, self.text)
-            known = self.seen.setdefault(view, set())
+            known = self.seen.get(view)
             keys = {key for key, _ in found}
-            if known:
+            if known is not None:
                 for key in keys - known:
                     self.fresh[key] = now
-            self.seen[view] = known | keys
+            self.seen[view] = (known or set()) | keys
+            shown = sorted(found, key=lambda r: -self.fresh.get(r[0], 0))[:MAX_ROWS]  # new rows first
             table.clear()
-            for key, cells in found:
-                new = now - self.fresh.get(key, 0) < HIGHLIGHT_SECONDS
-                table.add_row(*(Text(c, style="bold reverse") if new else c for c in cells), key=key)
+            table.add_rows(
+                (tuple(Text(c, style="bold reverse") for c in cells) if now - self.fresh.get(key, 0) < HIGHLIGHT_SECONDS
+                 else cells for key, cells in shown)
+            )  # fmt: skip
+            more = f" — the first {MAX_ROWS} shown, `/` narrows them" if len(found) > MAX_ROWS else ""
+            self.query_one("#status", Static).update(f"{view} of {self.host}: {len(found)} rows{more}")
         if any(now - t < HIGHLIGHT_SECONDS for t in self.fresh.values()):
             self.set_timer(HIGHLIGHT_SECONDS, self.render_tables)
+
+    @on(TabbedContent.TabActivated, "#views")
+    def _tab(self, event: TabbedContent.TabActivated) -> None:
+        self.render_tables()
 
     def log_line(self, text: str) -> None:
         self.query_one("#log", RichLog).write(text)

@@ -13,17 +13,6 @@ class SnapshotCollected(Message):
         self.snapshot, self.labels, self.seconds = snapshot, labels, seconds
 
 
-class KernelChanged(Message):
-    """Netlink said something changed; floods of them coalesce into one re-read."""
-
-    def __init__(self, namespaces: set[str]) -> None:
-        super().__init__()
-        self.namespaces = namespaces
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, KernelChanged)
-
-
 class CommandFinished(Message):
     def __init__(self, line: str, status: int, output: str) -> None:
         super().__init__()
