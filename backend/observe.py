@@ -25,12 +25,16 @@ def scope_of(ctx: Context, underlay: str | None = None) -> Scope:
     return Scope(host_netns=underlay, netns=tuple(globs))
 
 
-def observe(ctx: Context, underlay: str | None = None) -> tuple[HostSnapshot, Labels]:
-    """``underlay``: a namespace that joins the hosts (a lab's ``<lab>.ul``), read as the snapshot's root."""
+def observe(ctx: Context, underlay: str | None = None, previous: HostSnapshot | None = None,
+            changed: set[str] | None = None) -> tuple[HostSnapshot, Labels]:  # fmt: skip
+    """``underlay``: a namespace that joins the hosts (a lab's ``<lab>.ul``), read as the snapshot's root.
+
+    ``previous``/``changed``: only the namespaces in ``changed`` are read whole (see ``collect``).
+    """
     hosts = ctx.store.hosts()
     scope = scope_of(ctx, underlay)
     local = scope.whole_machine
-    snap = collect(scope, docker="none")
+    snap = collect(scope, docker="none", previous=previous, changed=changed)
     owner = {h.netns or "host": h.name for h in hosts}
     labels = Labels(host_netns={h.name: h.netns or "host" for h in hosts})
     for ns in snap.namespaces:

@@ -120,3 +120,16 @@ def test_namespace_gone_before_it_could_be_opened_is_skipped_with_a_note(lab: La
     notes: list[str] = []
     assert open_handles([handle], notes) == []
     assert notes == [f"namespace {ns} disappeared during the scan, skipped"]
+
+
+def test_a_re_read_narrowed_to_changed_namespaces_keeps_the_others_tables(lab: Lab) -> None:
+    host, c1, c2 = _bridge_lab(lab)
+    first = collect(_scope(lab, host), docker="none")
+    lab.ip(c1, "neigh", "add", "172.30.0.99", "lladdr", "02:00:00:00:00:99", "dev", "eth0", "nud", "permanent")
+    lab.ip(c2, "neigh", "add", "172.30.0.98", "lladdr", "02:00:00:00:00:98", "dev", "eth0", "nud", "permanent")
+    lab.ip(c2, "link", "set", "eth0", "mtu", "1400")
+    second = collect(_scope(lab, host), docker="none", previous=first, changed={c1})
+    assert "172.30.0.99" in {n.ip for n in second.namespace(c1).neighbours}, "c1 changed: read whole"
+    assert "172.30.0.98" not in {n.ip for n in second.namespace(c2).neighbours}, "c2 said unchanged: table kept"
+    assert second.namespace(c2).link("eth0").mtu == 1400, "links are always read: references must resolve"
+    assert second.namespace("host").bridges() == collect(_scope(lab, host), docker="none").namespace("host").bridges()

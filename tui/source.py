@@ -21,7 +21,7 @@ from backend.ops.context import Context
 
 @dataclass
 class Source:
-    read: Callable[[], tuple[HostSnapshot, Labels]]
+    read: Callable[..., tuple[HostSnapshot, Labels]]  # (previous, changed) narrow a re-read to what changed
     scope: Callable[[], Scope] | None = None  # what the monitor watches; None: nothing changes (a file)
     name: str = ""
     context: Callable[[], Context] | None = None  # the store, for names and the doctor; None: a saved view
@@ -39,9 +39,9 @@ def live(store_args: list[str]) -> Source:
         lab = None if store_args or os.environ.get("VXRAY_STORE") else runner.current()
         return cli._context(args), (f"{lab}.ul" if lab else None)
 
-    def read() -> tuple[HostSnapshot, Labels]:
+    def read(previous: HostSnapshot | None = None, changed: set[str] | None = None) -> tuple[HostSnapshot, Labels]:
         ctx, underlay = context()
-        return observe(ctx, underlay)
+        return observe(ctx, underlay, previous, changed)
 
     def scope() -> Scope:
         ctx, underlay = context()
@@ -63,4 +63,4 @@ def from_file(path: str) -> Source:
         snap, labels = codec.loads(json.dumps(data["snapshot"])), Labels(**data["labels"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise VxrayError(f"cannot read a saved view from {path}: {exc}") from None
-    return Source(lambda: (snap, labels), None, os.path.basename(path))
+    return Source(lambda *_: (snap, labels), None, os.path.basename(path))
