@@ -102,3 +102,19 @@ def test_trace_highlights_the_failing_step_and_its_fix_makes_the_next_trace_deli
             await _until(pilot, lambda: app.last_trace is not None and app.last_trace[2].delivered, 20)
 
     asyncio.run(run())
+
+
+def test_the_command_line_suggests_from_the_same_names_as_the_shell(seed: str) -> None:
+    async def run() -> None:
+        app = VxrayApp(live([]))
+        async with app.run_test(size=(160, 48)) as pilot:
+            await _until(pilot, lambda: app.snapshot is not None and app.vocabulary.networks)
+            await pilot.press("colon")
+            for key in "network insp":
+                await pilot.press("space" if key == " " else key)
+            box = app.query_one("#command")
+            await _until(pilot, lambda: box._suggestion == "network inspect")
+            await pilot.press("right", "space", "p")
+            await _until(pilot, lambda: box._suggestion == "network inspect prod")
+
+    asyncio.run(run())

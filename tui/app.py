@@ -18,12 +18,15 @@ import sys
 import time
 from typing import Any, ClassVar
 
+from prompt_toolkit.completion import CompleteEvent
+from prompt_toolkit.document import Document
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
+from textual.suggester import Suggester
 from textual.widgets import (
     DataTable,
     Footer,
@@ -43,12 +46,26 @@ from backend.model import HostSnapshot, Labels
 from diagnostics.doctor import Desired, Finding, doctor
 from diagnostics.trace import Trace, trace
 from diagnostics.world import World
+from tui.completer import VxrayCompleter
 from tui.messages import CommandFinished, SnapshotCollected
 from tui.source import Source
 from tui.tables import VIEWS, hosts, rows
+from tui.vocabulary import Vocabulary, build
 
 HIGHLIGHT_SECONDS = 2.0
 MAX_ROWS = 500  # a table shows this many matching rows; filtering searches them all
+
+
+class CommandSuggester(Suggester):
+    """The shell's completer as the command line's inline suggestion (→ accepts it)."""
+
+    def __init__(self, completer: VxrayCompleter) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+        self.completer = completer
+
+    async def get_suggestion(self, value: str) -> str | None:
+        first = next(iter(self.completer.get_completions(Document(value), CompleteEvent())), None)
+        return None if first is None else value[: len(value) + first.start_position] + first.text
 
 
 class Confirm(ModalScreen[bool]):
@@ -96,6 +113,7 @@ class VxrayApp(App[None]):
         self.seen: dict[str, set[str]] = {}  # view -> row keys already shown
         self.fresh: dict[str, float] = {}  # row key -> when it appeared
         self.last_trace: tuple[str, str, Trace] | None = None
+        self.vocabulary = Vocabulary()
         self.findings: list[Finding] = []
 
     def compose(self) -> ComposeResult:
@@ -118,7 +136,11 @@ class VxrayApp(App[None]):
                         yield DataTable(id="doctor", cursor_type="row")
                         yield Static("", id="evidence")
         yield RichLog(id="log", max_lines=500, wrap=True)
-        yield Input(placeholder=": a vxray command — network ls, fdb sync prod, trace vm33 vm3, doctor", id="command")
+        yield Input(
+            placeholder=": a vxray command — network ls, fdb sync prod, trace vm33 vm3, doctor",
+            id="command",
+            suggester=CommandSuggester(VxrayCompleter(lambda: self.vocabulary, lambda: self.host)),
+        )
         yield Footer()
 
     def on_mount(self) -> None:
@@ -182,6 +204,11 @@ class VxrayApp(App[None]):
             return  # a read that finished while the app was closing
         self.snapshot, self.labels = event.snapshot, event.labels
         self.world = World([event.snapshot], event.labels)
+        if self.source.context is not None:  # the command line completes from the same names as the shell
+            from backend.lab import runner
+
+            self.vocabulary = build(self.source.context().store, event.snapshot, event.labels, runner.running(),
+                                    runner.builtin_names())  # fmt: skip
         names = hosts(event.labels, event.snapshot)
         hosts_view = self.query_one("#hosts", ListView)
         if [item.name for item in hosts_view.children] != names:
