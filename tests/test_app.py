@@ -118,3 +118,24 @@ def test_the_command_line_suggests_from_the_same_names_as_the_shell(seed: str) -
             await _until(pilot, lambda: box._suggestion == "network inspect prod")
 
     asyncio.run(run())
+
+
+def test_enter_on_a_mac_jumps_to_its_neighbours_and_names_its_owner(seed: str) -> None:
+    async def run() -> None:
+        app = VxrayApp(live([]))
+        async with app.run_test(size=(160, 48)) as pilot:
+            await _until(pilot, lambda: app.snapshot is not None)
+            app.action_show_tab("Links")
+            await _until(pilot, lambda: any("02:42:ac:15:00:01" in r for r in _cells(app, "#table-Links")))
+            table = app.query_one("#table-Links", DataTable)
+            row = next(i for i, r in enumerate(_cells(app, "#table-Links")) if "02:42:ac:15:00:01" in r)
+            table.focus()
+            table.move_cursor(row=row)
+            await pilot.press("enter")
+            await _until(pilot, lambda: app.text == "02:42:ac:15:00:01")
+            assert app.active_view() == "Neighbours"
+            assert [name for name, lk in app._owners("02:42:ac:15:00:01")] == ["vm3"]
+            await pilot.press("question_mark")
+            assert type(app.screen).__name__ == "Help"
+
+    asyncio.run(run())

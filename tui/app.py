@@ -40,6 +40,7 @@ from textual.widgets import (
     TabbedContent,
     TabPane,
 )
+from textual.widgets.data_table import ColumnKey
 from textual.worker import get_current_worker
 
 from backend.model import HostSnapshot, Labels
@@ -87,6 +88,23 @@ class Confirm(ModalScreen[bool]):
         self.dismiss(yes)
 
 
+class Help(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,q", "dismiss", "Close")]
+    TEXT = """vxray — what the keys do
+
+  :   command line: any vxray command (network ls, fdb sync prod, host set yy3 ip_forward=1),
+      `trace SRC DST`, `doctor`, `show fdb` … — → accepts the suggestion
+  /   filter the table shown (all rows are searched; 500 are shown)
+  t d the trace and the doctor;  f  apply the fix the trace suggests (asks first)
+  Enter on a row with a MAC or IP: its neighbour/FDB entries and who owns it
+  click a column header: sort by it (again: reverse)
+  r   read again (the app also follows the kernel by itself)
+  Ctrl-P  command palette and themes;  q  quit;  Esc  back"""
+
+    def compose(self) -> ComposeResult:
+        yield Label(self.TEXT, id="question")
+
+
 class VxrayApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "vxray"
@@ -97,6 +115,7 @@ class VxrayApp(App[None]):
         Binding("d", "show_tab('Doctor')", "Doctor"),
         Binding("f", "apply_fix", "Apply fix", tooltip="run the fix the trace suggests, then trace again"),
         Binding("r", "refresh", "Refresh"),
+        Binding("question_mark", "help", "Help"),
         Binding("escape", "leave_input", "Back", show=False),
         Binding("q", "quit", "Quit"),
     ]
@@ -114,6 +133,7 @@ class VxrayApp(App[None]):
         self.fresh: dict[str, float] = {}  # row key -> when it appeared
         self.last_trace: tuple[str, str, Trace] | None = None
         self.vocabulary = Vocabulary()
+        self.sorted: dict[str, ColumnKey | None] = {}  # table -> the column it is sorted by
         self.findings: list[Finding] = []
 
     def compose(self) -> ComposeResult:
@@ -126,7 +146,7 @@ class VxrayApp(App[None]):
                 with TabbedContent(id="views"):
                     for view, columns in VIEWS.items():
                         with TabPane(view, id=f"tab-{view}"):
-                            table: DataTable[Any] = DataTable(id=f"table-{view}", zebra_stripes=True)
+                            table: DataTable[Any] = DataTable(id=f"table-{view}", zebra_stripes=True, cursor_type="row")
                             table.add_columns(*columns)
                             yield table
                     with TabPane("Trace", id="tab-Trace"):
@@ -247,6 +267,37 @@ class VxrayApp(App[None]):
         if line:
             self.dispatch_line(line)
 
+    @on(DataTable.HeaderSelected)
+    def _sort(self, event: DataTable.HeaderSelected) -> None:
+        """Click a column header to sort by it; again to reverse."""
+        table = event.data_table
+        reverse = self.sorted.get(str(table.id)) == event.column_key
+        table.sort(event.column_key, reverse=reverse)
+        self.sorted[str(table.id)] = None if reverse else event.column_key
+
+    @on(DataTable.RowSelected)
+    def _jump(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row with a MAC or an IP: the neighbour entries and the endpoint that own it."""
+        if event.data_table.id not in ("table-FDB", "table-Neighbours", "table-Links"):
+            return
+        cells = [str(c) for c in event.data_table.get_row_at(event.cursor_row)]
+        target = next((c for c in cells[1:] if c.count(":") == 5 or c.count(".") == 3), None)
+        if target is None:
+            return
+        owner = next((f"{ns} {lk.name}" for ns, lk in self._owners(target)), "no namespace here")
+        self.log_line(f"{target}: {owner}")
+        self.text = target
+        box = self.query_one("#filter", Input)
+        box.display, box.value = True, target
+        self.action_show_tab("Neighbours" if event.data_table.id != "table-Neighbours" else "FDB")
+
+    def _owners(self, target: str) -> list[tuple[str, Any]]:
+        if self.world is None:
+            return []
+        found = self.world.macs.get(target, []) or [(k, lk) for k, lk in self.world.owners(target)]
+        return [(self.labels.containers.get(self.world.place(k).label, self.world.place(k).label), lk)
+                for k, lk in found]  # fmt: skip
+
     @on(DataTable.RowHighlighted, "#doctor")
     def _finding(self, event: DataTable.RowHighlighted) -> None:
         if 0 <= event.cursor_row < len(self.findings):
@@ -360,6 +411,9 @@ class VxrayApp(App[None]):
             self.query_one("#evidence", Static).update("no findings")
 
     # -- actions -----------------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        self.push_screen(Help())
 
     def action_command(self) -> None:
         self.query_one("#command", Input).focus()
