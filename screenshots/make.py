@@ -53,6 +53,9 @@ async def app_screens(view_path: str) -> None:
     async with app.run_test(size=APP_SIZE) as pilot:
         while app.snapshot is None:
             await pilot.pause(0.1)
+        app.action_show_tab("Topology")
+        await pilot.pause(0.5)
+        save(app, "app-topology")
         app.action_show_tab("Links")
         await pilot.pause(0.5)
         save(app, "app-links")

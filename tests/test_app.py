@@ -67,7 +67,7 @@ def test_views_fill_and_follow_the_kernel(seed: str) -> None:
             netns = f"{seed}.yy2-1-{sandbox.short_id}"
             app.action_show_tab("FDB")
             sh("bridge", "-n", netns, "fdb", "add", "02:42:ac:15:00:77", "dev", "vxlan1", "dst", "10.193.6.37")
-            await _until(pilot, lambda: any("02:42:ac:15:00:77" in r for r in _cells(app, "#table-FDB")), 5)
+            await _until(pilot, lambda: any("02:42:ac:15:00:77" in r for r in _cells(app, "#table-FDB")), 10)
 
     asyncio.run(run())
 
@@ -137,5 +137,31 @@ def test_enter_on_a_mac_jumps_to_its_neighbours_and_names_its_owner(seed: str) -
             assert [name for name, lk in app._owners("02:42:ac:15:00:01")] == ["vm3"]
             await pilot.press("question_mark")
             assert type(app.screen).__name__ == "Help"
+
+    asyncio.run(run())
+
+
+def _labels(node: object) -> list[str]:
+    out = []
+    for child in node.children:  # type: ignore[attr-defined]
+        out.append(str(child.label))
+        out += _labels(child)
+    return out
+
+
+def test_topology_shows_bridges_containers_and_the_tunnels_fdb_sync_programs(seed: str) -> None:
+    async def run() -> None:
+        app = VxrayApp(live([]))
+        async with app.run_test(size=(160, 48)) as pilot:
+            await _until(pilot, lambda: app.snapshot is not None)
+            app.action_show_tab("Topology")
+            tree = app.query_one("#topology")
+            await _until(pilot, lambda: any("yy3  VTEP 10.193.6.37" in t for t in _labels(tree.root)))
+            labels = _labels(tree.root)
+            assert any(t.startswith("prod sandbox: br0 bridge 172.21.255.254/16") for t in labels)
+            assert any("⇄ vm33 eth0 02:42:ac:15:00:02 172.21.0.2/16" in t for t in labels)
+            assert any("no tunnel" in t for t in labels), "the field notes' case: vxlan1 knows no VTEP"
+            await _command(pilot, "fdb sync prod")
+            await _until(pilot, lambda: any("⇄ tunnel to 10.193.6.36 (yy2)" in t for t in _labels(tree.root)), 20)
 
     asyncio.run(run())

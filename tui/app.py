@@ -39,8 +39,10 @@ from textual.widgets import (
     Static,
     TabbedContent,
     TabPane,
+    Tree,
 )
 from textual.widgets.data_table import ColumnKey
+from textual.widgets.tree import TreeNode
 from textual.worker import get_current_worker
 
 from backend.model import HostSnapshot, Labels
@@ -51,6 +53,8 @@ from tui.completer import VxrayCompleter
 from tui.messages import CommandFinished, SnapshotCollected
 from tui.source import Source
 from tui.tables import VIEWS, hosts, rows
+from tui.topology import Node as TopoNode
+from tui.topology import tree as topology_tree
 from tui.vocabulary import Vocabulary, build
 
 HIGHLIGHT_SECONDS = 2.0
@@ -144,6 +148,8 @@ class VxrayApp(App[None]):
                 yield Input(placeholder="filter: type to keep matching rows (Esc: back)", id="filter")
                 yield Static("", id="status")
                 with TabbedContent(id="views"):
+                    with TabPane("Topology", id="tab-Topology"):
+                        yield Tree("hosts", id="topology")
                     for view, columns in VIEWS.items():
                         with TabPane(view, id=f"tab-{view}"):
                             table: DataTable[Any] = DataTable(id=f"table-{view}", zebra_stripes=True, cursor_type="row")
@@ -243,6 +249,8 @@ class VxrayApp(App[None]):
 
     @on(CommandFinished)
     def _finished(self, event: CommandFinished) -> None:
+        if not self.is_running:
+            return
         mark = "✓" if event.status == 0 else f"✗ exit {event.status}"
         self.log_line(f":{event.line}  {mark}")
         if event.output:
@@ -316,6 +324,8 @@ class VxrayApp(App[None]):
             return  # nothing read yet, or the app is closing (a highlight timer may still fire)
         now = time.monotonic()
         for view in views or [self.active_view()]:
+            if view == "Topology":
+                self.render_topology()
             if view not in VIEWS:
                 continue
             table = self.query_one(f"#table-{view}", DataTable)
@@ -341,8 +351,36 @@ class VxrayApp(App[None]):
     def _tab(self, event: TabbedContent.TabActivated) -> None:
         self.render_tables()
 
+    def render_topology(self) -> None:
+        assert self.snapshot is not None
+        widget = self.query_one("#topology", Tree)
+        widget.clear()
+        widget.root.expand()
+
+        def add(parent: TreeNode[tuple[str, str]], node: TopoNode) -> None:
+            child = parent.add(node.label, data=(node.view, node.jump), expand=True)
+            for sub in node.children:
+                add(child, sub)
+            if not node.children:
+                child.allow_expand = False
+
+        for host in topology_tree(self.snapshot, self.labels):
+            add(widget.root, host)
+
+    @on(Tree.NodeSelected, "#topology")
+    def _topology_jump(self, event: Tree.NodeSelected[tuple[str, str]]) -> None:
+        """A node jumps to its rows: the view it belongs to, filtered by its name."""
+        if not event.node.data:
+            return
+        view, jump = event.node.data
+        self.text = jump
+        box = self.query_one("#filter", Input)
+        box.display, box.value = True, jump
+        self.action_show_tab(view)
+
     def log_line(self, text: str) -> None:
-        self.query_one("#log", RichLog).write(text)
+        for log in self.query("#log").results(RichLog):  # none while the app is closing
+            log.write(text)
 
     # -- commands ----------------------------------------------------------------------------------
 
