@@ -176,7 +176,7 @@ class _Doctor:
             )
 
     def _has_static_arp(self, ep: Endpoint, ip: str) -> bool:
-        place = self.w.find(next((ns for ns, c in self.w.labels.containers.items() if c == ep.container), ""))
+        place = self.w.container_place(ep.container)
         if place is None:
             return False
         entry = self.w.neigh.get((place.key, ep.ifname), {}).get(ip)
@@ -206,24 +206,18 @@ class _Doctor:
             flow = Flow(vtep, mine, "udp", vx.vxlan.dstport, dev.name if dev else None, None, dst_local=True)
             decision = hook(self.w.place(under_key).ns, "filter", "INPUT", flow)
             if not decision.accepted:
-                cmd = "iptables-legacy" if decision.backend == "legacy" else "iptables-nft"
-                native = (
-                    f"{cmd} -D {decision.rule.chain} {decision.rule.spec}"
-                    if decision.rule
-                    else f"{cmd} -P INPUT ACCEPT"
-                )
                 self.add(
                     0.95,
                     host,
                     f"{host} drops VXLAN: UDP {vx.vxlan.dstport} from {other} ({vtep}) is refused by its INPUT chain",
                     [decision.describe()],
-                    Fix(f"vxray host set {host} udp.{vx.vxlan.dstport}=accept", self._in(under_key, native)),
+                    Fix(f"vxray host set {host} udp.{vx.vxlan.dstport}=accept", self._in(under_key, decision.undo())),
                 )
                 return
 
     def _endpoint_mtu(self, host: str, net: NetworkRecord, eps: list[Endpoint]) -> None:
         for ep in eps:
-            place = self.w.find(next((ns for ns, c in self.w.labels.containers.items() if c == ep.container), ""))
+            place = self.w.container_place(ep.container)
             lk = self.w.links.get((place.key, ep.ifname)) if place else None
             if lk is not None and lk.mtu > net.mtu:
                 self.add(
@@ -274,12 +268,8 @@ class _Doctor:
             decision = hook(ns, "filter", "FORWARD", Flow(_first(a), _first(b), "udp", 4789, a.name, b.name))
             if decision.accepted:
                 continue
-            cmd = "iptables-legacy" if decision.backend == "legacy" else "iptables-nft"
-            fix = (
-                Fix(f"vxray host set {host} forward_policy=ACCEPT", self._in(key, f"{cmd} -P FORWARD ACCEPT"))
-                if decision.rule is None
-                else Fix("", self._in(key, f"{cmd} -D {decision.rule.chain} {decision.rule.spec}"))
-            )
+            vxray = f"vxray host set {host} forward_policy=ACCEPT" if decision.rule is None else ""
+            fix = Fix(vxray, self._in(key, decision.undo()))
             self.add(0.9, host, f"{host} drops forwarded traffic from {a.name} to {b.name}", [decision.describe()], fix)
             break
         forward = next(

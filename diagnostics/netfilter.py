@@ -46,6 +46,13 @@ class Decision:
     def accepted(self) -> bool:
         return self.target not in ("DROP", "REJECT")
 
+    def undo(self) -> str:
+        """The iptables command that stops this decision from dropping: delete the rule, or accept by policy."""
+        command = "iptables-legacy" if self.backend == "legacy" else "iptables-nft"
+        if self.rule is None:
+            return f"{command} -P {self.chain} ACCEPT"
+        return f"{command} -D {self.rule.chain} {self.rule.spec}"
+
     def describe(self) -> str:
         where = f"{self.backend} " if self.backend else ""
         if self.rule is None:

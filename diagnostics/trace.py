@@ -250,15 +250,12 @@ class _Sim:
         return False
 
     def _filter_fix(self, key: str, chain: str, decision: Decision, pkt: Packet) -> Fix:
-        cmd = "iptables-legacy" if decision.backend == "legacy" else "iptables-nft"
-        if decision.rule is None:
-            return self._host_fix(key, "forward_policy=ACCEPT", f"{cmd} -P {chain} ACCEPT") if chain == "FORWARD" \
-                else Fix("", self._in(key, f"{cmd} -P {chain} ACCEPT"))  # fmt: skip
         rule = decision.rule
-        native = self._in(key, f"{cmd} -D {rule.chain} {rule.spec}")
-        if chain == "INPUT" and pkt.proto == "udp" and rule.dport and rule.target == "DROP":
-            return self._host_fix(key, f"udp.{rule.dport}=accept", f"{cmd} -D {rule.chain} {rule.spec}")
-        return Fix("", native)
+        if rule is None and chain == "FORWARD":
+            return self._host_fix(key, "forward_policy=ACCEPT", decision.undo())
+        if rule is not None and chain == "INPUT" and pkt.proto == "udp" and rule.dport and rule.target == "DROP":
+            return self._host_fix(key, f"udp.{rule.dport}=accept", decision.undo())
+        return Fix("", self._in(key, decision.undo()))
 
     def _route_fix(self, key: str, pkt: Packet) -> Fix:
         ctr = self.w.container(key)

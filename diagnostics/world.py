@@ -127,6 +127,11 @@ class World:
         """A namespace by label (``overlay-static.yy3-vm33``, ``host``) or id."""
         return next((p for p in self.places.values() if label in (p.label, p.ns.id, p.key)), None)
 
+    def container_place(self, container: str) -> Place | None:
+        """The namespace of a container, by the store's name for it."""
+        label = next((ns for ns, c in self.labels.containers.items() if c == container), None)
+        return self.find(label) if label else None
+
     def local(self, key: str, ip: str) -> Link | None:
         """The link of namespace ``key`` holding ``ip`` (any local address answers, as arp_ignore=0)."""
         if ip.startswith("127."):

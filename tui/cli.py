@@ -236,25 +236,38 @@ def _host(args: argparse.Namespace) -> int:
     return _emit(args, rows, _table(rows, ["name", "vtep", "netns"]))
 
 
-def _observed(args: argparse.Namespace) -> tuple[Any, Any, dict[str, str]]:
-    """The context, a ``World`` of every host it knows (a lab's underlay included), and the
-    netns name behind each label that is not one (the lab's underlay, read as "host")."""
+def _current(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The context to act on and, when it is a lab, the namespace joining its hosts (its underlay)."""
     import os
 
     from backend.lab import runner
+
+    lab = None if args.store or os.environ.get("VXRAY_STORE") else runner.current()
+    return _context(args), (f"{lab}.ul" if lab else None)
+
+
+def _store_args(args: argparse.Namespace) -> list[str]:
+    """The global store flags as given, to pass on (to the shell's commands, to the app's source)."""
+    return [*(["--store", args.store] if args.store else []),
+            *(["--store-token", args.store_token] if args.store_token else [])]  # fmt: skip
+
+
+def _observed(args: argparse.Namespace) -> tuple[Any, Any, dict[str, str]]:
+    """The context, a ``World`` of every host it knows (a lab's underlay included), and the
+    netns name behind each label that is not one (the lab's underlay, read as "host")."""
     from backend.observe import observe
     from diagnostics.world import World
 
-    ctx = _context(args)
-    lab = None if args.store or os.environ.get("VXRAY_STORE") else runner.current()
-    snap, labels = observe(ctx, f"{lab}.ul" if lab else None)
-    return ctx, World([snap], labels), ({"host": f"{lab}.ul"} if lab else {})
+    ctx, underlay = _current(args)
+    snap, labels = observe(ctx, underlay)
+    return ctx, World([snap], labels), ({"host": underlay} if underlay else {})
 
 
 def _endpoint(ctx: Any, world: Any, word: str, other: str | None = None) -> tuple[str, str | None]:
     """A trace end: a container (its namespace, its address — on a network shared with ``other``), a
     namespace, an IP, or HOST:PORT; (namespace label or IP, port)."""
     from backend import validate
+    from backend.ops.containers import address_seen_from
 
     host, colon, port = word.rpartition(":")
     if colon and port.isdigit():
@@ -262,16 +275,14 @@ def _endpoint(ctx: Any, world: Any, word: str, other: str | None = None) -> tupl
         return (rec.vtep if rec and rec.vtep else validate.ipv4(host)), validate.port(port)
     rec = ctx.store.container(word)
     if rec is not None:
-        eps = sorted((e for e in ctx.store.endpoints() if e.container == word), key=lambda e: e.ifname)
-        mine = {e.network for e in ctx.store.endpoints() if e.container == other}
-        shared = [e.ip for e in eps if e.network in mine]
         if other is None:
             if rec.netns is None:
                 raise VxrayError(f"container {word} uses the host's network: trace from its host instead")
             return rec.netns, None
-        if not eps:
+        ip = address_seen_from(ctx.store.endpoints(), word, other)
+        if ip is None:
             raise VxrayError(f"container {word} has no address to trace to")
-        return (shared or [eps[0].ip])[0], None
+        return ip, None
     if other is None:
         if world.find(word) is None:
             raise VxrayError(f"unknown container or namespace {word!r}")
@@ -396,23 +407,21 @@ def _port(args: argparse.Namespace) -> int:
     return _emit(args, p, f"{args.container} {p.host_port}->{p.port}/{p.proto}")
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "lab": _lab,
-    "snapshot": _snapshot, "demo": _demo, "network": _network, "container": _container, "fdb": _fdb,
-    "arp": _arp, "host": _host, "port": _port, "trace": _trace, "doctor": _doctor, "ping": _ping, "shell": _shell,
-    "app": lambda args: _app(args),
-}  # fmt: skip
-
-
 def _app(args: argparse.Namespace) -> int:
     from tui.app import VxrayApp
     from tui.source import from_file, live
 
-    store = [*(["--store", args.store] if args.store else []), *(["--store-token", args.store_token]
-             if args.store_token else [])]  # fmt: skip
-    source = from_file(args.load) if args.load else live(store)
+    source = from_file(args.load) if args.load else live(_store_args(args))
     VxrayApp(source).run()
     return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "lab": _lab,
+    "snapshot": _snapshot, "demo": _demo, "network": _network, "container": _container, "fdb": _fdb,
+    "arp": _arp, "host": _host, "port": _port, "trace": _trace, "doctor": _doctor, "ping": _ping, "shell": _shell,
+    "app": _app,
+}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

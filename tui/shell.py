@@ -59,9 +59,8 @@ class Shell:
         from backend.observe import observe
 
         try:
-            ctx = cli._context(self._args())
-            lab = runner.current()
-            snap, labels = observe(ctx, f"{lab}.ul" if lab and not self.store else None)
+            ctx, underlay = cli._current(self._args())
+            snap, labels = observe(ctx, underlay)
             self.vocabulary = build(ctx.store, snap, labels, runner.running(), runner.builtin_names())
         except (VxrayError, OSError):
             self.vocabulary = Vocabulary()
@@ -146,13 +145,11 @@ class Shell:
         return 0
 
     def _show(self, words: list[str]) -> int:
-        from backend.lab import runner
         from backend.observe import observe
         from tui.show import show
 
-        ctx = cli._context(self._args())
-        lab = runner.current()
-        snap, labels = observe(ctx, f"{lab}.ul" if lab and not self.store else None)
+        ctx, underlay = cli._current(self._args())
+        snap, labels = observe(ctx, underlay)
         print("\n".join(show(snap, labels, words, self.host)))
         return 0
 
@@ -224,9 +221,7 @@ def interactive(sh: Shell, input: Input | None = None, output: Output | None = N
 
 
 def main(args: argparse.Namespace) -> int:
-    store = [*(["--store", args.store] if args.store else []), *(["--store-token", args.store_token]
-             if args.store_token else [])]  # fmt: skip
-    sh = Shell(store=store, yes=args.yes)
+    sh = Shell(store=cli._store_args(args), yes=args.yes)
     if args.command_string is not None:
         return run_script(sh, args.command_string.replace("\n", ";").split(";"), "-c", args.keep_going)
     if args.file is not None:

@@ -29,15 +29,12 @@ class Source:
 
 def live(store_args: list[str]) -> Source:
     """The current lab (or store) as the shell and the CLI see it."""
-    from backend.lab import runner
     from backend.observe import observe, scope_of
     from tui import cli
     from tui.grammar import parser
 
     def context() -> tuple[Context, str | None]:
-        args = parser().parse_args([*store_args, "host", "ls"])
-        lab = None if store_args or os.environ.get("VXRAY_STORE") else runner.current()
-        return cli._context(args), (f"{lab}.ul" if lab else None)
+        return cli._current(parser().parse_args([*store_args, "host", "ls"]))
 
     def read(previous: HostSnapshot | None = None, changed: set[str] | None = None) -> tuple[HostSnapshot, Labels]:
         ctx, underlay = context()
@@ -47,8 +44,9 @@ def live(store_args: list[str]) -> Source:
         ctx, underlay = context()
         return scope_of(ctx, underlay)
 
-    lab = None if store_args else runner.current()
-    return Source(read, scope, f"lab {lab}" if lab else "local machine", lambda: context()[0])
+    underlay = context()[1]
+    name = f"lab {underlay.removesuffix('.ul')}" if underlay else "local machine"
+    return Source(read, scope, name, lambda: context()[0])
 
 
 def save(path: str, snap: HostSnapshot, labels: Labels) -> None:

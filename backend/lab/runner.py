@@ -241,20 +241,18 @@ def _ping(netns: str, ip: str, size: int | None = None) -> bool:
 def targets(ctx: Context) -> dict[tuple[str, str], tuple[str, str]]:
     """Every ordered pair of containers with a namespace: (source namespace, address pinged).
 
-    The address is the target's on a network both share, else its first — as a
-    name would resolve in Docker's embedded DNS.
+    The address is ``containers.address_seen_from``: as a name would resolve in
+    Docker's embedded DNS.
     """
     ctrs = {c.name: c for c in ctx.store.containers() if c.netns}
-    ips: dict[str, dict[str, str]] = {}
-    for ep in sorted(ctx.store.endpoints(), key=lambda e: e.ifname):
-        ips.setdefault(ep.container, {})[ep.network] = ep.ip
-
-    def target(a: str, b: str) -> str:
-        shared = [ip for net, ip in ips[b].items() if net in ips.get(a, {})]
-        return (shared or list(ips[b].values()))[0]
-
-    return {(a, b): (ctrs[a].netns or "", target(a, b)) for a in sorted(ctrs) for b in sorted(ctrs)
-            if a != b and b in ips}  # fmt: skip
+    eps = ctx.store.endpoints()
+    out = {}
+    for a in sorted(ctrs):
+        for b in sorted(ctrs):
+            ip = containers.address_seen_from(eps, b, a) if a != b else None
+            if ip is not None:
+                out[a, b] = (ctrs[a].netns or "", ip)
+    return out
 
 
 def reachability(ctx: Context, size: int | None = None) -> dict[str, dict[str, bool]]:

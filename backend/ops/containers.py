@@ -220,6 +220,14 @@ def remove(ctx: Context, name: str) -> None:
     ctx.store.remove_container(name)
 
 
+def address_seen_from(endpoints: list[Endpoint], target: str, source: str | None) -> str | None:
+    """The address ``source`` reaches ``target`` at: on a network both share, else the target's first —
+    as a name resolves in Docker's embedded DNS. None: the target has no address."""
+    eps = sorted((e for e in endpoints if e.container == target), key=lambda e: e.ifname)
+    mine = {e.network for e in endpoints if e.container == source}
+    return next((e.ip for e in eps if e.network in mine), eps[0].ip if eps else None)
+
+
 def container_list(ctx: Context) -> list[dict[str, Any]]:
     eps = ctx.store.endpoints()
     return [
