@@ -296,3 +296,4 @@ class Labels:
     containers: dict[str, str] = field(default_factory=dict)  # namespace -> container
     networks: dict[str, str] = field(default_factory=dict)  # overlay sandbox namespace -> network
     host_netns: dict[str, str] = field(default_factory=dict)  # vxray host -> its own namespace label
+    offline: dict[str, str] = field(default_factory=dict)  # vxray host -> why it could not be read

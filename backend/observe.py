@@ -9,9 +9,11 @@ host, container or overlay network each namespace belongs to.
 
 from __future__ import annotations
 
+import os
+
 from backend.collect import collect
 from backend.model import HostSnapshot, Labels
-from backend.netns import Scope
+from backend.netns import RUN_NETNS, Scope
 from backend.ops.context import Context
 from backend.ops.sandbox import sandbox_name
 
@@ -19,7 +21,9 @@ from backend.ops.sandbox import sandbox_name
 def scope_of(ctx: Context, underlay: str | None = None) -> Scope:
     """The namespaces of every host the context knows (the whole machine when it is one of them)."""
     hosts = ctx.store.hosts()
-    globs = [g for h in hosts if h.netns for g in (h.netns, f"{h.netns}-*")]
+    # A host whose namespace is gone is left out (the labels say it is offline); its `-*` glob may match nothing.
+    globs = [g for h in hosts if h.netns for g in (h.netns, f"{h.netns}-*")
+             if g.endswith("*") or os.path.exists(os.path.join(RUN_NETNS, g))]  # fmt: skip
     if any(h.netns is None for h in hosts) or not hosts:
         return Scope()
     return Scope(host_netns=underlay, netns=tuple(globs))
@@ -43,6 +47,10 @@ def observe(ctx: Context, underlay: str | None = None, previous: HostSnapshot | 
             host = "underlay"
         if host is not None:
             labels.hosts[ns.name] = host
+    present = {ns.name for ns in snap.namespaces}
+    for h in hosts:
+        if h.netns and h.netns not in present:
+            labels.offline[h.name] = f"its namespace {h.netns} is gone"
     for c in ctx.store.containers():
         if c.netns:
             labels.containers.setdefault(c.netns, c.name)

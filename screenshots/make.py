@@ -78,6 +78,9 @@ async def app_screens(view_path: str) -> None:
         app.action_show_tab("Trace")
         await pilot.pause(0.2)
         save(app, "app-trace-delivered")
+        await pilot.resize_terminal(170, 40)  # wide: the steps beside the drawing, the path in green
+        await pilot.pause(0.5)
+        save(app, "app-trace-wide")
 
 
 def save(app: object, name: str) -> None:

@@ -8,8 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from rich.style import Style
+from rich.text import Text
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Select, Static
 
 from backend.lab import runner
 from tui.app import VxrayApp
@@ -161,7 +163,77 @@ def test_topology_shows_bridges_containers_and_the_tunnels_fdb_sync_programs(see
             assert any(t.startswith("prod sandbox: br0 bridge 172.21.255.254/16") for t in labels)
             assert any("⇄ vm33 eth0 02:42:ac:15:00:02 172.21.0.2/16" in t for t in labels)
             assert any("no tunnel" in t for t in labels), "the field notes' case: vxlan1 knows no VTEP"
+            drawing = app.query_one("#drawing", Static)
+            assert "no tunnel: no VXLAN FDB entry names a remote VTEP" in str(drawing.render())
             await _command(pilot, "fdb sync prod")
             await _until(pilot, lambda: any("⇄ tunnel to 10.193.6.36 (yy2)" in t for t in _labels(tree.root)), 20)
+            assert "◀ VNI 256 ▶" in str(drawing.render()), "the tunnel is drawn as an edge, both ways"
+
+    asyncio.run(run())
+
+
+def _styled(text: Text, part: str) -> Style:
+    """The colours the drawing gives to the node whose text starts with ``part``."""
+    at = text.plain.index(part)
+    return next(s.style for s in text.spans if s.start <= at < s.end and isinstance(s.style, Style) and s.style.bgcolor)
+
+
+def test_picking_both_ends_traces_and_colours_the_path_in_the_drawing(seed: str) -> None:
+    async def run() -> None:
+        app = VxrayApp(live([]))
+        async with app.run_test(size=(160, 48)) as pilot:
+            await _until(pilot, lambda: app.snapshot is not None and app.ends == ["vm3", "vm33"])
+            app.action_show_tab("Trace")
+            app.query_one("#src", Select).value = "vm33"
+            app.query_one("#dst", Select).value = "vm3"
+            await _until(pilot, lambda: app.last_trace is not None)
+            assert app.last_trace[:2] == ("vm33", "vm3") and not app.last_trace[2].delivered
+            drawing = app.query_one("#trace-drawing", Static).content
+            assert isinstance(drawing, Text)
+            assert _styled(drawing, "vm33 172.21.0.2").bgcolor.name == "red", "the stop: vm33's unanswered ARP"
+            await _command(pilot, "fdb sync prod")
+            await _until(pilot, lambda: app.last_trace is not None and app.last_trace[2].delivered, 20)
+            drawing = app.query_one("#trace-drawing", Static).content
+            assert isinstance(drawing, Text)
+            assert _styled(drawing, "vm3 172.21.0.1").bgcolor.name == "green"
+            assert _styled(drawing, "●══").bgcolor.name == "green", "the tunnel the packet took"
+
+    asyncio.run(run())
+
+
+def test_the_command_palette_offers_every_action_and_a_trace_per_pair(seed: str) -> None:
+    async def run() -> None:
+        app = VxrayApp(live([]))
+        async with app.run_test(size=(160, 48)) as pilot:
+            await _until(pilot, lambda: app.snapshot is not None and app.ends)
+            titles = [c.title for c in app.get_system_commands(app.screen)]
+            for title in ("Command line", "Filter", "Show FDB", "Show Topology", "Apply fix", "Trace vm33 -> vm3"):
+                assert title in titles
+            await pilot.press("ctrl+p")
+            for ch in "Trace vm33 -> vm3":
+                await pilot.press({" ": "space", ">": "greater_than_sign", "-": "minus"}.get(ch, ch))
+            await pilot.pause(0.5)
+            await pilot.press("enter")
+            await _until(pilot, lambda: app.last_trace is not None)
+            assert app.last_trace[:2] == ("vm33", "vm3") and app.active_view() == "Trace"
+
+    asyncio.run(run())
+
+
+def test_a_host_whose_namespace_is_gone_is_offline_and_the_others_stay_live(seed: str) -> None:
+    async def run() -> None:
+        app = VxrayApp(live([]))
+        async with app.run_test(size=(160, 48)) as pilot:
+            await _until(pilot, lambda: app.snapshot is not None)
+            assert app.badges[:2] == [("yy2", False), ("yy3", False)]
+            sh("ip", "netns", "del", f"{seed}.yy3")
+            app.action_refresh()
+            await _until(pilot, lambda: ("yy3", True) in app.badges)
+            assert app.labels.offline["yy3"] == f"its namespace {seed}.yy3 is gone"
+            await _until(pilot, lambda: any("○ yy3 offline" in str(lb.render()) for lb in app.query("#hosts Label")))
+            app.action_show_tab("Links")
+            app.host = "yy2"
+            app.render_tables()
+            await _until(pilot, lambda: any("vxlan1" in r for r in _cells(app, "#table-Links")))
 
     asyncio.run(run())

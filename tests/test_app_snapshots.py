@@ -42,7 +42,7 @@ def test_view_renders_the_saved_lab(tab: str, snap_compare: Any) -> None:
 
 
 def test_trace_view_shows_the_failing_step_in_red(snap_compare: Any) -> None:
-    assert snap_compare(_app(), terminal_size=SIZE, run_before=_on("Trace", "trace vxshot.yy3-vm33 172.21.0.1"))
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=_on("Trace", "trace vm33 vm3"))
 
 
 def test_doctor_view_lists_the_findings(snap_compare: Any) -> None:

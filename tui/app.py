@@ -16,16 +16,19 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from functools import partial
 from typing import Any, ClassVar
 
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
+from rich.style import Style
 from rich.text import Text
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
+from textual.containers import Container, Horizontal, ScrollableContainer, Vertical
+from textual.screen import ModalScreen, Screen
 from textual.suggester import Suggester
 from textual.widgets import (
     DataTable,
@@ -36,6 +39,7 @@ from textual.widgets import (
     ListItem,
     ListView,
     RichLog,
+    Select,
     Static,
     TabbedContent,
     TabPane,
@@ -50,6 +54,7 @@ from diagnostics.doctor import Desired, Finding, doctor
 from diagnostics.trace import Trace, trace
 from diagnostics.world import World
 from tui.completer import VxrayCompleter
+from tui.drawing import Line, draw, on_path
 from tui.messages import CommandFinished, SnapshotCollected
 from tui.source import Source
 from tui.tables import VIEWS, hosts, rows
@@ -59,6 +64,25 @@ from tui.vocabulary import Vocabulary, build
 
 HIGHLIGHT_SECONDS = 2.0
 MAX_ROWS = 500  # a table shows this many matching rows; filtering searches them all
+PALETTE_TRACES = 200  # "Trace A -> B" entries offered in the command palette
+
+
+def paint(lines: list[Line], path: set[str] | None = None, failed: str = "") -> Text:
+    """The drawing as text: a click on a node jumps to its rows; a trace's path green, its stop red."""
+    out = Text(no_wrap=True, overflow="crop")
+    for line in lines:
+        for span in line:
+            style = Style()
+            if span.key and span.view:
+                style += Style(meta={"@click": f"app.jump({span.view!r}, {span.key!r})"})
+            if span.key and span.key == failed:
+                style += Style(color="white", bgcolor="red")
+            elif span.key and path and span.key in path:
+                style += Style(color="black", bgcolor="green")
+            out.append(span.text, style)
+        out.append("\n")
+    out.rstrip()
+    return out
 
 
 class CommandSuggester(Suggester):
@@ -99,7 +123,9 @@ class Help(ModalScreen[None]):
   :   command line: any vxray command (network ls, fdb sync prod, host set yy3 ip_forward=1),
       `trace SRC DST`, `doctor`, `show fdb` … — → accepts the suggestion
   /   filter the table shown (all rows are searched; 500 are shown)
-  t d the trace and the doctor;  f  apply the fix the trace suggests (asks first)
+  t d the trace (pick source and destination at its top) and the doctor;
+      f  apply the fix the trace suggests (asks first)
+  click a box in the Topology drawing: its rows; a trace's path is green there, its stop red
   Enter on a row with a MAC or IP: its neighbour/FDB entries and who owns it
   click a column header: sort by it (again: reverse)
   r   read again (the app also follows the kernel by itself)
@@ -112,6 +138,7 @@ class Help(ModalScreen[None]):
 class VxrayApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "vxray"
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (150, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("colon", "command", "Command", tooltip="run a vxray command (as in the shell)"),
         Binding("slash", "filter", "Filter", tooltip="filter the table as you type"),
@@ -139,6 +166,8 @@ class VxrayApp(App[None]):
         self.vocabulary = Vocabulary()
         self.sorted: dict[str, ColumnKey | None] = {}  # table -> the column it is sorted by
         self.findings: list[Finding] = []
+        self.badges: list[tuple[str, bool]] = []  # hosts listed, and whether each is offline
+        self.ends: list[str] = []  # what the trace's pickers offer
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -149,6 +178,8 @@ class VxrayApp(App[None]):
                 yield Static("", id="status")
                 with TabbedContent(id="views"):
                     with TabPane("Topology", id="tab-Topology"):
+                        with ScrollableContainer(id="drawing-box"):
+                            yield Static("", id="drawing")
                         yield Tree("hosts", id="topology")
                     for view, columns in VIEWS.items():
                         with TabPane(view, id=f"tab-{view}"):
@@ -156,8 +187,15 @@ class VxrayApp(App[None]):
                             table.add_columns(*columns)
                             yield table
                     with TabPane("Trace", id="tab-Trace"):
-                        yield DataTable(id="trace", cursor_type="row")
-                        yield Static("type `:trace SRC DST`", id="verdict")
+                        with Horizontal(id="pick"):
+                            yield Select[str]([], prompt="source", id="src")
+                            yield Select[str]([], prompt="destination", id="dst")
+                        with Container(id="trace-body"):
+                            with Vertical(id="trace-steps"):
+                                yield Static("pick a source and a destination, or type `:trace SRC DST`", id="verdict")
+                                yield DataTable(id="trace", cursor_type="row")
+                            with ScrollableContainer(id="trace-map"):
+                                yield Static("", id="trace-drawing")
                     with TabPane("Doctor", id="tab-Doctor"):
                         yield DataTable(id="doctor", cursor_type="row")
                         yield Static("", id="evidence")
@@ -237,10 +275,23 @@ class VxrayApp(App[None]):
                                     runner.builtin_names())  # fmt: skip
         names = hosts(event.labels, event.snapshot)
         hosts_view = self.query_one("#hosts", ListView)
-        if [item.name for item in hosts_view.children] != names:
+        shown = [(h, h in event.labels.offline) for h in names]
+        if self.badges != shown:
+            self.badges = shown
             hosts_view.clear()
-            hosts_view.extend(ListItem(Label(f"● {h}"), name=h) for h in names)
+            hosts_view.extend(ListItem(Label(Text(f"○ {h} offline", style="red") if off else Text(f"● {h}")), name=h)
+                              for h, off in shown)  # fmt: skip
             self.host = self.host if self.host in names else names[0]
+            for h, why in event.labels.offline.items():
+                self.log_line(f"{h} is offline: {why}")
+        ends = sorted(set(event.labels.containers.values()))
+        for select in self.query("#src, #dst").results(Select):
+            if self.ends != ends:
+                keep = select.value
+                select.set_options((e, e) for e in ends)
+                if keep in ends:
+                    select.value = keep
+        self.ends = ends
         self.render_tables()
         if self.last_trace is not None:
             self.show_trace(*self.last_trace[:2])
@@ -261,6 +312,14 @@ class VxrayApp(App[None]):
     def _host(self, event: ListView.Selected) -> None:
         self.host = event.item.name
         self.render_tables()
+        if self.host in self.labels.offline:
+            self.query_one("#status", Static).update(f"{self.host} is offline: {self.labels.offline[self.host]}")
+
+    @on(Select.Changed, "#src, #dst")
+    def _picked(self, event: Select.Changed) -> None:
+        src, dst = (self.query_one(f"#{end}", Select).value for end in ("src", "dst"))
+        if isinstance(src, str) and isinstance(dst, str) and src != dst:
+            self.show_trace(src, dst)
 
     @on(Input.Changed, "#filter")
     def _filter(self, event: Input.Changed) -> None:
@@ -353,6 +412,8 @@ class VxrayApp(App[None]):
 
     def render_topology(self) -> None:
         assert self.snapshot is not None
+        path, failed = on_path(self.last_trace[2]) if self.last_trace else (set(), "")
+        self.query_one("#drawing", Static).update(paint(draw(self.snapshot, self.labels), path, failed))
         widget = self.query_one("#topology", Tree)
         widget.clear()
         widget.root.expand()
@@ -370,9 +431,11 @@ class VxrayApp(App[None]):
     @on(Tree.NodeSelected, "#topology")
     def _topology_jump(self, event: Tree.NodeSelected[tuple[str, str]]) -> None:
         """A node jumps to its rows: the view it belongs to, filtered by its name."""
-        if not event.node.data:
-            return
-        view, jump = event.node.data
+        if event.node.data:
+            self.action_jump(*event.node.data)
+
+    def action_jump(self, view: str, jump: str) -> None:
+        """The rows of one thing (a node of the topology): its view, filtered by its name."""
         self.text = jump
         box = self.query_one("#filter", Input)
         box.display, box.value = True, jump
@@ -409,13 +472,18 @@ class VxrayApp(App[None]):
                 ctx = self.source.context()
                 src_ns, _ = _endpoint(ctx, self.world, src)
                 dst_ip, port = _endpoint(ctx, self.world, dst, src)
-            else:  # a saved view: namespaces and addresses only
-                src_ns, dst_ip, port = src, dst, None
+            else:  # a saved view: containers by their namespace and first address, or namespaces and IPs
+                src_ns, dst_ip, port = self._saved_place(src), self._saved_address(dst), None
             result = trace(self.world, src_ns, dst_ip, "tcp" if port else "icmp", port)
         except Exception as exc:  # noqa: BLE001 - a bad name is shown, the app goes on
             self.query_one("#verdict", Static).update(f"cannot trace {src} -> {dst}: {exc}")
             return
         self.last_trace = (src, dst, result)
+        for end, name in (("#src", src), ("#dst", dst)):  # the pickers show what is traced, however it was asked
+            select = self.query_one(end, Select)
+            if name in self.ends and select.value != name:
+                with select.prevent(Select.Changed):
+                    select.value = name
         names = _names(self.world)
         table = self.query_one("#trace", DataTable)
         table.clear()
@@ -423,6 +491,9 @@ class VxrayApp(App[None]):
             style = "" if s.ok else "bold white on red"
             cells = (str(i), s.direction, s.host, names.get(s.netns, s.netns), s.table, s.entry, s.decision)
             table.add_row(*(Text(c, style=style) for c in cells))
+        path, failed = on_path(result)
+        assert self.snapshot is not None
+        self.query_one("#trace-drawing", Static).update(paint(draw(self.snapshot, self.labels), path, failed))
         verdict = self.query_one("#verdict", Static)
         if result.delivered:
             verdict.update(f"{src} -> {dst}: DELIVERED, the packet and its reply get through")
@@ -432,6 +503,18 @@ class VxrayApp(App[None]):
             verdict.update(Text(f"{src} -> {dst}: DROPPED at step {result.failed_step + 1} on {s.host}: "
                                 f"{s.decision}{fix}", style="bold red"))  # fmt: skip
             table.move_cursor(row=result.failed_step)
+
+    def _saved_place(self, name: str) -> str:
+        assert self.world is not None
+        place = self.world.container_place(name)
+        return place.label if place else name
+
+    def _saved_address(self, name: str) -> str:
+        assert self.world is not None
+        place = self.world.container_place(name)
+        found = [a.address for lk in place.ns.links if lk.name != "lo" for a in lk.addresses
+                 if a.scope != "link" and ":" not in a.address] if place else []  # fmt: skip
+        return found[0] if found else name
 
     def show_doctor(self) -> None:
         if self.world is None:
@@ -449,6 +532,22 @@ class VxrayApp(App[None]):
             self.query_one("#evidence", Static).update("no findings")
 
     # -- actions -----------------------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterator[SystemCommand]:
+        """Every action of the app in the command palette (Ctrl-P), and a trace for each pair of containers."""
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Command line", "Run a vxray command, as in the shell (:)", self.action_command)
+        yield SystemCommand("Filter", "Keep the rows matching what you type (/)", self.action_filter)
+        for view in ["Topology", *VIEWS, "Trace", "Doctor"]:
+            yield SystemCommand(f"Show {view}", f"Open the {view} view", partial(self.action_show_tab, view))
+        yield SystemCommand("Apply fix", "Run the fix the last trace suggests, then trace again (f)",
+                            self.action_apply_fix)  # fmt: skip
+        yield SystemCommand("Refresh", "Read every host again (r)", self.action_refresh)
+        yield SystemCommand("Help", "What the keys do (?)", self.action_help)
+        pairs = [(a, b) for a in self.ends for b in self.ends if a != b][:PALETTE_TRACES]
+        for a, b in pairs:
+            line = f"trace {a} {b}"
+            yield SystemCommand(f"Trace {a} -> {b}", "Follow a ping hop by hop", partial(self.dispatch_line, line))
 
     def action_help(self) -> None:
         self.push_screen(Help())

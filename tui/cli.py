@@ -113,6 +113,9 @@ def _lab(args: argparse.Namespace) -> int:
         return _emit(
             args, {"lab": args.name, "removed": removed}, f"lab {args.name}: {len(removed)} namespaces removed"
         )
+    if args.action == "use":
+        runner.use(args.name)
+        return _emit(args, {"lab": args.name, "current": True}, f"lab {args.name} is current")
     if args.action == "ls":
         names = runner.builtin_names() if args.builtin else runner.running()
         return _emit(args, names, "\n".join(names) or "(none)")

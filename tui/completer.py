@@ -29,7 +29,7 @@ POSITIONAL: dict[tuple[str, str | None], tuple[str, ...]] = {
     ("container", "rm"): ("containers",), ("container", "inspect"): ("containers",),
     ("host", "rm"): ("hosts",), ("host", "set"): ("hosts", "settings"),
     ("lab", "up"): ("builtin",), ("lab", "down"): ("labs",), ("lab", "status"): ("labs",),
-    ("lab", "check"): ("labs",), ("lab", "export"): ("labs",),
+    ("lab", "check"): ("labs",), ("lab", "export"): ("labs",), ("lab", "use"): ("labs",),
     ("trace", None): ("containers", "containers"), ("ping", None): ("containers", "containers"),
     ("port", "add"): ("containers",), ("fdb", "sync"): ("overlays",),
     ("use", None): ("hosts_or_lab",), ("use", "lab"): ("labs",), ("show", None): ("tables",),
