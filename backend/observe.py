@@ -35,18 +35,25 @@ def observe(ctx: Context, underlay: str | None = None, previous: HostSnapshot | 
 
     ``previous``/``changed``: only the namespaces in ``changed`` are read whole (see ``collect``).
     """
-    hosts = ctx.store.hosts()
     scope = scope_of(ctx, underlay)
     local = scope.whole_machine
     snap = collect(scope, docker="none", previous=previous, changed=changed)
+    return snap, labels_for(ctx, snap, underlay if not local else None)
+
+
+def labels_for(ctx: Context, snap: HostSnapshot, underlay: str | None = None) -> Labels:
+    """The store's names for a snapshot's namespaces: host, container, overlay network; offline hosts."""
+    hosts = ctx.store.hosts()
     owner = {h.netns or "host": h.name for h in hosts}
     labels = Labels(host_netns={h.name: h.netns or "host" for h in hosts})
     for ns in snap.namespaces:
         host = owner.get(ns.name) or next((n for pre, n in owner.items() if ns.name.startswith(f"{pre}-")), None)
-        if ns.name == "host" and underlay and not local:
+        if ns.name == "host" and underlay:
             host = "underlay"
         if host is not None:
             labels.hosts[ns.name] = host
+        if ns.container is not None:
+            labels.containers[ns.name] = ns.container.name
     present = {ns.name for ns in snap.namespaces}
     for h in hosts:
         if h.netns and h.netns not in present:
@@ -58,4 +65,4 @@ def observe(ctx: Context, underlay: str | None = None, previous: HostSnapshot | 
         if net.driver == "overlay":
             for h in hosts:
                 labels.networks[ctx.host(h.name).ns_name(sandbox_name(net))] = net.name
-    return snap, labels
+    return labels

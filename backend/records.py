@@ -20,6 +20,16 @@ class HostRecord:
 
 
 @dataclass(frozen=True)
+class AgentRecord:
+    """A machine whose ``vxray agent`` ran lately: how to reach it over SSH, for discovery."""
+
+    name: str
+    ssh: str  # ssh://user@address:port, as the agent saw its own SSH connection
+    vtep: str | None = None
+    seen: float = 0.0
+
+
+@dataclass(frozen=True)
 class NetworkRecord:
     name: str
     id: str

@@ -132,6 +132,21 @@ class World:
         label = next((ns for ns, c in self.labels.containers.items() if c == container), None)
         return self.find(label) if label else None
 
+    def place_of(self, word: str) -> Place | None:
+        """A trace end as typed without a store: a container's name, or a namespace's label or id."""
+        found = self.container_place(word) or self.find(word)
+        if found is None:  # machines read over --host name namespaces HOST:name; the bare name is enough
+            matches = [p for p in self.places.values() if p.label.endswith(f":{word}")]
+            found = matches[0] if len(matches) == 1 else None
+        return found
+
+    def address_of(self, word: str) -> str:
+        """A destination as typed without a store: a container's first IPv4 address, else ``word`` (an IP)."""
+        place = self.container_place(word)
+        found = [a.address for lk in place.ns.links if lk.name != "lo" for a in lk.addresses
+                 if a.scope != "link" and ":" not in a.address] if place else []  # fmt: skip
+        return found[0] if found else word
+
     def local(self, key: str, ip: str) -> Link | None:
         """The link of namespace ``key`` holding ``ip`` (any local address answers, as arp_ignore=0)."""
         if ip.startswith("127."):

@@ -151,10 +151,11 @@ class VxrayApp(App[None]):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, source: Source, live: bool = True) -> None:
+    def __init__(self, source: Source, live: bool = True, read_only: bool = False) -> None:
         super().__init__()
         self.source = source
-        self.live = live and source.scope is not None
+        self.read_only = read_only
+        self.live = live and (source.scope is not None or source.follow is not None)
         self.snapshot: HostSnapshot | None = None
         self.labels = Labels()
         self.world: World | None = None
@@ -233,8 +234,11 @@ class VxrayApp(App[None]):
     def watch_kernel(self) -> None:
         from backend.monitor import Monitor
 
-        assert self.source.scope is not None
         worker = get_current_worker()
+        if self.source.follow is not None:  # remote machines: each has its thread; read() only merges
+            self.source.follow(self.collect, lambda: worker.is_cancelled)
+            return
+        assert self.source.scope is not None
         monitor = Monitor(self.source.scope())
         last: HostSnapshot | None = None
         try:
@@ -257,7 +261,11 @@ class VxrayApp(App[None]):
 
     @work(thread=True, group="command", exit_on_error=False)
     def run_command(self, line: str) -> None:
-        proc = subprocess.run([sys.executable, "-m", "tui.cli", *shlex.split(line)], capture_output=True, text=True)
+        flags = [*self.source.flags, *(["--read-only"] if self.read_only else [])]
+        if self.source.follow is not None and self.host:
+            flags += ["--on", self.host]  # several machines: a command runs on the one selected
+        proc = subprocess.run([sys.executable, "-m", "tui.cli", *flags, *shlex.split(line)], capture_output=True,
+                              text=True)  # fmt: skip
         self.post_message(CommandFinished(line, proc.returncode, (proc.stdout + proc.stderr).rstrip()))
 
     # -- events ------------------------------------------------------------------------------------
@@ -473,7 +481,8 @@ class VxrayApp(App[None]):
                 src_ns, _ = _endpoint(ctx, self.world, src)
                 dst_ip, port = _endpoint(ctx, self.world, dst, src)
             else:  # a saved view: containers by their namespace and first address, or namespaces and IPs
-                src_ns, dst_ip, port = self._saved_place(src), self._saved_address(dst), None
+                place = self.world.place_of(src)
+                src_ns, dst_ip, port = place.label if place else src, self.world.address_of(dst), None
             result = trace(self.world, src_ns, dst_ip, "tcp" if port else "icmp", port)
         except Exception as exc:  # noqa: BLE001 - a bad name is shown, the app goes on
             self.query_one("#verdict", Static).update(f"cannot trace {src} -> {dst}: {exc}")
@@ -503,18 +512,6 @@ class VxrayApp(App[None]):
             verdict.update(Text(f"{src} -> {dst}: DROPPED at step {result.failed_step + 1} on {s.host}: "
                                 f"{s.decision}{fix}", style="bold red"))  # fmt: skip
             table.move_cursor(row=result.failed_step)
-
-    def _saved_place(self, name: str) -> str:
-        assert self.world is not None
-        place = self.world.container_place(name)
-        return place.label if place else name
-
-    def _saved_address(self, name: str) -> str:
-        assert self.world is not None
-        place = self.world.container_place(name)
-        found = [a.address for lk in place.ns.links if lk.name != "lo" for a in lk.addresses
-                 if a.scope != "link" and ":" not in a.address] if place else []  # fmt: skip
-        return found[0] if found else name
 
     def show_doctor(self) -> None:
         if self.world is None:

@@ -15,6 +15,8 @@ from typing import Any
 
 from backend import codec
 from backend.errors import VxrayError
+from backend.protocol import changes_state
+from tui import remote_cli
 from tui.grammar import UsageError, keywords, parser
 
 
@@ -252,7 +254,8 @@ def _current(args: argparse.Namespace) -> tuple[Any, str | None]:
 def _store_args(args: argparse.Namespace) -> list[str]:
     """The global store flags as given, to pass on (to the shell's commands, to the app's source)."""
     return [*(["--store", args.store] if args.store else []),
-            *(["--store-token", args.store_token] if args.store_token else [])]  # fmt: skip
+            *(["--store-token", args.store_token] if args.store_token else []),
+            *(["--read-only"] if args.read_only else [])]  # fmt: skip
 
 
 def _observed(args: argparse.Namespace) -> tuple[Any, Any, dict[str, str]]:
@@ -316,12 +319,7 @@ def _trace(args: argparse.Namespace) -> int:
     else:
         dport = args.dport or port
         header = f"trace {args.src} -> {args.dst} ({dst}{f':{dport}' if dport else ''}), {proto}"
-        names = {
-            **{ns: f"{net} sandbox" for ns, net in world.labels.networks.items()},
-            **{ns: f"{h} (host)" for h, ns in world.labels.host_netns.items()},
-            **world.labels.containers,
-        }
-        print("\n".join(trace_lines(t, names, header)))
+        print("\n".join(trace_lines(t, _names(world), header)))
     return 0 if t.delivered else 1
 
 
@@ -411,11 +409,20 @@ def _port(args: argparse.Namespace) -> int:
 
 
 def _app(args: argparse.Namespace) -> int:
+    import os
+
+    from backend import inventory
+    from backend.lab import runner
     from tui.app import VxrayApp
     from tui.source import from_file, live
 
+    chosen = args.load or args.store or os.environ.get("VXRAY_STORE") or runner.current()
+    saved = [] if chosen else inventory.load().hosts
+    if saved:  # no lab, no store given: the machines saved with `vxray hosts add` (and discovered) are what it opens
+        args.remotes = ["all"]
+        return remote_cli.dispatch(args, ["app"])
     source = from_file(args.load) if args.load else live(_store_args(args))
-    VxrayApp(source).run()
+    VxrayApp(source, read_only=args.read_only).run()
     return 0
 
 
@@ -423,7 +430,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "lab": _lab,
     "snapshot": _snapshot, "demo": _demo, "network": _network, "container": _container, "fdb": _fdb,
     "arp": _arp, "host": _host, "port": _port, "trace": _trace, "doctor": _doctor, "ping": _ping, "shell": _shell,
-    "app": _app,
+    "app": _app, "agent": remote_cli.agent, "hosts": remote_cli.hosts,
 }  # fmt: skip
 
 
@@ -435,6 +442,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.words += extra  # iproute2 style: `fdb add MAC --network NET dst IP` mixes words and options
         elif extra:
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+        if args.remotes and args.command not in ("agent", "hosts"):
+            return remote_cli.dispatch(args, remote_cli.command_argv(argv))
+        if args.read_only and changes_state(remote_cli.command_argv(argv)):
+            raise VxrayError(f"read-only: refused `{' '.join(remote_cli.command_argv(argv)[:2])}` (it changes state)")
         return COMMANDS[args.command](args)
     except VxrayError as exc:
         print(f"vxray: {exc}", file=sys.stderr)

@@ -218,6 +218,11 @@ def parser() -> Parser:
     p.add_argument("--store", metavar="URL", help="cluster store: file:///PATH (default $VXRAY_STORE or "
                    "/var/lib/vxray/store.db) or consul://HOST:8500[/prefix]")  # fmt: skip
     p.add_argument("--store-token", metavar="TOKEN", help="consul ACL token (default $CONSUL_HTTP_TOKEN)")
+    p.add_argument("-H", "--host", dest="remotes", action="append", default=[], metavar="URL|NAME",
+                   help="a machine to act on: ssh://[user@]host[:port], file://SNAPSHOT.json, a name saved with "
+                   "`vxray hosts add`, or 'all' (the saved and discovered ones); repeatable")  # fmt: skip
+    p.add_argument("--on", metavar="NAME", help="with several --host: the one a state-changing command runs on")
+    p.add_argument("--read-only", action="store_true", help="refuse every command that changes state, on every host")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     snap = sub.add_parser("snapshot", help="every namespace, link, FDB, neighbour, route and NAT rule of a host")
@@ -233,6 +238,20 @@ def parser() -> Parser:
     app = sub.add_parser("app", help="the live view of every host, with the command line, trace and doctor inside "
                          "(what `vxray` alone opens)")  # fmt: skip
     app.add_argument("--load", metavar="FILE", help="show a saved view (see screenshots/make.py) instead of the kernel")
+    agent = sub.add_parser("agent", help="speak vxray's protocol on stdin/stdout (what `--host ssh://…` starts "
+                           "over SSH; no daemon, no port)")  # fmt: skip
+    agent.add_argument("--stdio", action="store_true", required=True, help="the protocol on stdin/stdout")
+    agent.add_argument("--name", help="the name it registers under (default: the machine's hostname)")
+    _scope(agent)
+    inv = _group(sub, "hosts", help="the machines saved for --host (inventory), and those the store discovered")
+    a = inv.add_parser("add", help="save a machine under a name: ssh://[user@]host[:port] or file://PATH")
+    a.add_argument("name")
+    a.add_argument("url")
+    _json(a)
+    r = inv.add_parser("rm", help="forget a saved machine")
+    r.add_argument("name")
+    _json(r)
+    _json(inv.add_parser("ls", help="saved machines, and agents registered in the inventory's consul store"))
     _lab(sub)
     _diagnostics(sub)
     _network(sub)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from backend import codec
 from backend.errors import VxrayError
+from backend.fleet import Fleet
 from backend.model import HostSnapshot, Labels
 from backend.netns import Scope
 from backend.ops.context import Context
+from backend.remote import Machine
 
 
 @dataclass
@@ -25,6 +28,26 @@ class Source:
     scope: Callable[[], Scope] | None = None  # what the monitor watches; None: nothing changes (a file)
     name: str = ""
     context: Callable[[], Context] | None = None  # the store, for names and the doctor; None: a saved view
+    # remote machines: blocks until stopped(), calling changed() whenever read() would return something new
+    follow: Callable[[Callable[[], None], Callable[[], bool]], None] | None = None
+    flags: list[str] = field(default_factory=list)  # global flags the app's commands run with (--host …)
+
+
+def remote(machines: list[Machine], read_only: bool = False) -> Source:
+    """Machines over SSH or from files, each followed by its own thread (``backend.fleet``)."""
+    fleet = Fleet(machines)
+
+    def follow(changed: Callable[[], None], stopped: Callable[[], bool]) -> None:
+        fleet.changed = changed
+        fleet.start()
+        try:
+            while not stopped():
+                time.sleep(0.2)
+        finally:
+            fleet.stop()
+
+    flags = [f for m in machines for f in ("--host", m.address.url)] + (["--read-only"] if read_only else [])
+    return Source(lambda *_: fleet.view(), None, ", ".join(m.name for m in machines), None, follow, flags)
 
 
 def live(store_args: list[str]) -> Source:

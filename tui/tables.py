@@ -142,4 +142,5 @@ def hosts(labels: Labels, snap: HostSnapshot) -> list[str]:
     """Hosts in the order the app lists them: the store's, then any host of a namespace (the underlay)."""
     names = list(labels.host_netns)
     names += sorted({h for h in labels.hosts.values() if h not in names})
+    names += [h for h in labels.offline if h not in names]  # never reached: listed, badged offline
     return names or [snap.host]

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from backend.codec import from_data
 from backend.errors import VxrayError
-from backend.records import ContainerRecord, Endpoint, HostRecord, NetworkRecord
+from backend.records import AgentRecord, ContainerRecord, Endpoint, HostRecord, NetworkRecord
 from backend.store.consul_kv import ConsulKV
 from backend.store.embedded import EmbeddedKV
 from backend.store.kv import KV
@@ -71,6 +71,13 @@ class Registry:
 
     def remove_host(self, name: str) -> None:
         self.kv.delete(f"hosts/{name}")
+
+    def register_agent(self, rec: AgentRecord) -> None:
+        """An agent says where it is reachable (overwrites its earlier word)."""
+        self._replace(f"agents/{rec.name}", rec)
+
+    def agents(self) -> list[AgentRecord]:
+        return self._list(AgentRecord, "agents/")
 
     def network(self, name: str) -> NetworkRecord | None:
         return self._get(NetworkRecord, f"networks/{name}")

@@ -1,0 +1,109 @@
+"""``vxray agent --stdio``: one machine's side of the protocol, spoken over the pipe SSH gives us.
+
+Nothing listens on a port and nothing stays installed as a daemon: SSH starts the
+agent for one session and it ends with the pipe. It greets, then answers
+requests one line at a time: ``snapshot`` (the machine, with the store's labels),
+``subscribe`` (a line per netlink change, from a thread, so requests are still
+answered meanwhile), ``run`` (one of vxray's own commands, checked by
+``protocol.refusal``; never a shell) and ``ping``. The protocol channel is a
+private copy of stdout; the real fd 1 is pointed at stderr, so nothing a library
+or a child process prints can corrupt the stream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any, TextIO
+
+from backend import codec
+from backend.errors import VxrayError
+from backend.model import HostSnapshot, Labels
+from backend.netns import Scope
+from backend.protocol import PROTOCOL, Hello, ProtocolError, event, parse_request, refusal, reply
+
+Reader = Callable[[], tuple[HostSnapshot, Labels, str]]  # snapshot, labels, the machine's own namespace label
+Runner = Callable[[list[str]], tuple[int, str]]  # argv -> exit status, output
+
+
+class Agent:
+    def __init__(self, out: TextIO, scope: Scope, read: Reader, run: Runner, hello: Hello) -> None:
+        self.out = out
+        self.scope = scope
+        self.read = read
+        self.run = run
+        self.hello = hello
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.watcher: threading.Thread | None = None
+
+    def send(self, line: str) -> None:
+        with self.lock:
+            self.out.write(line + "\n")
+            self.out.flush()
+
+    def handle(self, line: str) -> None:
+        try:
+            req = parse_request(line)
+        except ProtocolError as exc:
+            self.send(reply(0, error=str(exc)))
+            return
+        try:
+            self.send(reply(req.id, self.answer(req.op, req.args)))
+        except VxrayError as exc:
+            self.send(reply(req.id, error=str(exc)))
+        except OSError as exc:
+            self.send(reply(req.id, error=f"{req.op}: {exc}"))
+
+    def answer(self, op: str, args: dict[str, Any]) -> Any:
+        if op == "ping":
+            return "pong"
+        if op == "snapshot":
+            snap, labels, root = self.read()
+            return {"snapshot": json.loads(codec.dumps(snap)), "labels": asdict(labels), "root": root}
+        if op == "subscribe":
+            if self.watcher is None:
+                self.watcher = threading.Thread(target=self._watch, daemon=True)
+                self.watcher.start()
+            return "subscribed"
+        if op == "run":
+            argv = [str(a) for a in args.get("argv", [])]
+            why = refusal(argv, self.hello.read_only)
+            if why:
+                raise VxrayError(why)
+            status, output = self.run(argv)
+            return {"status": status, "output": output}
+        raise VxrayError(f"unknown operation {op!r} (protocol {PROTOCOL}: snapshot, subscribe, run, ping)")
+
+    def _watch(self) -> None:
+        from backend.monitor import Monitor
+
+        monitor = Monitor(self.scope)
+        try:
+            while not self.stop.is_set():
+                changed = monitor.wait(0.5)
+                if changed:
+                    self.send(event("changed", namespaces=sorted(changed)))
+        finally:
+            monitor.close()
+
+
+def serve(scope: Scope, read: Reader, run: Runner, hello: Hello, stdin: TextIO | None = None) -> int:
+    """Speak the protocol on stdin/stdout until the client hangs up."""
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "w")  # the channel; fd 1 itself now goes to stderr
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    agent = Agent(out, scope, read, run, hello)
+    agent.send(hello.line())
+    try:
+        for line in stdin or sys.stdin:
+            if line.strip():
+                agent.handle(line)
+    except (BrokenPipeError, KeyboardInterrupt):
+        pass
+    finally:
+        agent.stop.set()
+    return 0

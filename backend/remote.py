@@ -1,0 +1,295 @@
+"""Machines vxray reaches without installing a daemon: over SSH (``ssh://``) or from a file (``file://``).
+
+``ssh://[user@]host[:port]`` runs ``vxray agent --stdio`` through the ``ssh``
+program, so the user's keys, agent, ``~/.ssh/config`` (jump hosts, ProxyCommand)
+and known_hosts apply exactly as for ``ssh`` itself — host-key checking included;
+vxray never turns it off and says what to do when it fails. ``file://PATH`` is a
+snapshot someone saved (``vxray snapshot --json``, or an app view): everything
+read-only works on it. A URL may say which namespaces of the machine count as
+its own (``?netns=lab.yy2-*&host_netns=lab.yy2`` — a lab host reached over SSH)
+and which program is vxray there (``?command=/opt/vxray/bin/vxray``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import shlex
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from backend import codec
+from backend.errors import VxrayError
+from backend.model import HostSnapshot, Labels
+from backend.protocol import PROTOCOL, Request, changes_state, parse_hello
+
+CONNECT_SECONDS = 20.0  # ssh + the agent's greeting
+REQUEST_SECONDS = 60.0
+
+
+class RemoteError(VxrayError):
+    """A machine could not be reached or answered with an error; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Address:
+    url: str
+    scheme: str  # ssh | file
+    host: str = ""
+    user: str = ""
+    port: int | None = None
+    path: str = ""
+    netns: tuple[str, ...] = ()
+    host_netns: str = ""
+    command: str = ""
+
+    @property
+    def destination(self) -> str:
+        return f"{self.user}@{self.host}" if self.user else self.host
+
+
+def parse(url: str) -> Address:
+    """``ssh://[user@]host[:port][?netns=GLOB&host_netns=NS&command=PATH]`` or ``file://PATH``; one-line errors."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    if parts.scheme == "file":
+        path = parts.netloc + parts.path
+        if not path:
+            raise VxrayError(f"bad host {url!r}: file:// needs a path (file:///tmp/yy2.json)")
+        return Address(url, "file", path=path)
+    if parts.scheme != "ssh":
+        raise VxrayError(f"bad host {url!r}: use ssh://[user@]host[:port] or file://PATH")
+    try:
+        port = parts.port
+    except ValueError:
+        raise VxrayError(f"bad host {url!r}: the port is not a number") from None
+    if not parts.hostname:
+        raise VxrayError(f"bad host {url!r}: no host name")
+    unknown = set(query) - {"netns", "host_netns", "command"}
+    if unknown:
+        raise VxrayError(f"bad host {url!r}: unknown option {sorted(unknown)[0]!r} (netns, host_netns, command)")
+    return Address(url, "ssh", parts.hostname, parts.username or "", port, netns=tuple(query.get("netns", [])),
+                   host_netns=query.get("host_netns", [""])[0], command=query.get("command", [""])[0])  # fmt: skip
+
+
+@dataclass
+class Reading:
+    """What one machine sent: its snapshot, the store's labels there, and its own namespace's label."""
+
+    snapshot: HostSnapshot
+    labels: Labels
+    root: str
+
+
+def _reading(data: dict[str, Any]) -> Reading:
+    if data.get("format") == "vxray-snapshot":  # `vxray snapshot --json`
+        return Reading(codec.loads(json.dumps(data)), Labels(), "host")
+    snap = codec.loads(json.dumps(data["snapshot"]))  # an agent's answer, or a saved app view
+    return Reading(snap, Labels(**data.get("labels", {})), data.get("root") or "host")
+
+
+class FileMachine:
+    """A saved snapshot: read-only, never changes."""
+
+    def __init__(self, name: str, address: Address) -> None:
+        self.name, self.address = name, address
+
+    def connect(self) -> None:
+        self.read()
+
+    def read(self) -> Reading:
+        try:
+            with open(self.address.path) as f:
+                return _reading(json.load(f))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RemoteError(f"{self.name}: cannot read the snapshot {self.address.path}: {exc}") from None
+
+    def changes(self, timeout: float) -> set[str] | None:
+        time.sleep(timeout)
+        return set()
+
+    def run(self, argv: list[str]) -> tuple[int, str]:
+        raise RemoteError(f"{self.name}: a snapshot file is read-only; `{' '.join(argv[:2])}` needs a live host")
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class _Pending:
+    done: threading.Event = field(default_factory=threading.Event)
+    answer: dict[str, Any] | None = None
+
+
+class SshMachine:
+    """``vxray agent --stdio`` on the far side of an ``ssh`` process."""
+
+    def __init__(self, name: str, address: Address, read_only: bool = False, ssh_config: str | None = None,
+                 command: str | None = None) -> None:  # fmt: skip
+        self.name, self.address, self.read_only = name, address, read_only
+        self.ssh_config = ssh_config or os.environ.get("VXRAY_SSH_CONFIG")
+        self.command = address.command or command or os.environ.get("VXRAY_REMOTE_COMMAND") or "vxray"
+        self.proc: subprocess.Popen[str] | None = None
+        self.pending: dict[int, _Pending] = {}
+        self.events: queue.Queue[set[str] | None] = queue.Queue()
+        self.next_id = 0
+        self.lock = threading.Lock()
+        self.stderr: list[str] = []
+
+    def argv(self) -> list[str]:
+        remote = [*shlex.split(self.command), "agent", "--stdio"]
+        remote += [f"--netns={g}" for g in self.address.netns]
+        remote += [f"--host-netns={self.address.host_netns}"] if self.address.host_netns else []
+        remote += ["--read-only"] if self.read_only else []
+        ssh = ["ssh", "-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2"]
+        ssh += ["-F", self.ssh_config] if self.ssh_config else []
+        ssh += ["-p", str(self.address.port)] if self.address.port else []
+        # ssh hands the command to the remote shell as one string: every word is quoted, none is interpreted
+        return [*ssh, "--", self.address.destination, shlex.join(remote)]
+
+    def connect(self) -> None:
+        self.close()
+        self.stderr = []
+        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, bufsize=1)  # fmt: skip
+        hello: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._errors, args=(self.proc,), daemon=True).start()
+        threading.Thread(target=self._lines, args=(self.proc, hello), daemon=True).start()
+        try:
+            line = hello.get(timeout=CONNECT_SECONDS)
+        except queue.Empty:
+            self.close()
+            raise RemoteError(f"{self.name}: no answer from {self.address.destination} within "
+                              f"{CONNECT_SECONDS:.0f} s") from None  # fmt: skip
+        if line is None:
+            raise self._why_not()
+        greeting = parse_hello(line)
+        if greeting.protocol != PROTOCOL:
+            self.close()
+            raise RemoteError(f"{self.name}: {self.address.host} runs vxray {greeting.version} speaking protocol "
+                              f"{greeting.protocol}; this vxray speaks protocol {PROTOCOL} — install the same "
+                              "version on both sides")  # fmt: skip
+
+    def _why_not(self) -> RemoteError:
+        """What ssh said when it ended before the agent greeted: one line an operator can act on."""
+        assert self.proc is not None
+        status = self.proc.wait()
+        time.sleep(0.05)  # the stderr reader may still be appending its last line
+        said = " ".join(self.stderr)
+        host = self.address.host
+        if "Host key verification failed" in said or "REMOTE HOST IDENTIFICATION HAS CHANGED" in said:
+            port = f" -p {self.address.port}" if self.address.port else ""
+            return RemoteError(f"{self.name}: the SSH host key of {host} is unknown or has changed; vxray never "
+                               "turns host-key checking off — verify the key, then add it to known_hosts "
+                               f"(ssh-keyscan{port} {host})")  # fmt: skip
+        if status == 127 or "command not found" in said or "No such file or directory" in said:
+            return RemoteError(f"{self.name}: vxray is not installed on {host} (`{self.command} agent --stdio`: "
+                               "command not found) — install it there, or give its path with ?command=")  # fmt: skip
+        if status == 2 and "invalid choice: 'agent'" in said:
+            return RemoteError(f"{self.name}: the vxray on {host} is older than the agent protocol — upgrade it")
+        last = self.stderr[-1] if self.stderr else f"ssh exited with status {status}"
+        return RemoteError(f"{self.name}: cannot reach {self.address.destination}: {last}")
+
+    def _errors(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if line.strip():
+                self.stderr = [*self.stderr[-20:], line.strip()]
+
+    def _lines(self, proc: subprocess.Popen[str], hello: queue.Queue[str | None]) -> None:
+        assert proc.stdout is not None
+        greeted = False
+        for line in proc.stdout:
+            if not greeted:
+                greeted = True
+                hello.put(line)
+                continue
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            if "event" in data:
+                self.events.put(set(data.get("namespaces", [])))
+            elif (waiting := self.pending.get(int(data.get("id", -1)))) is not None:
+                waiting.answer = data
+                waiting.done.set()
+        if not greeted:
+            hello.put(None)
+        self.events.put(None)  # the connection is gone
+        for waiting in list(self.pending.values()):
+            waiting.done.set()  # without an answer: dropped
+
+    def request(self, op: str, args: dict[str, Any] | None = None, timeout: float = REQUEST_SECONDS) -> Any:
+        proc = self.proc
+        if proc is None or proc.poll() is not None or proc.stdin is None:
+            raise RemoteError(f"{self.name}: not connected")
+        with self.lock:
+            self.next_id += 1
+            req = Request(self.next_id, op, args or {})
+            waiting = self.pending[req.id] = _Pending()
+            try:
+                proc.stdin.write(req.line() + "\n")
+                proc.stdin.flush()
+            except (BrokenPipeError, OSError):
+                del self.pending[req.id]
+                raise RemoteError(f"{self.name}: the connection dropped before `{op}` was sent") from None
+        try:
+            if not waiting.done.wait(timeout):
+                raise RemoteError(f"{self.name}: no answer to `{op}` within {timeout:.0f} s")
+        finally:
+            self.pending.pop(req.id, None)
+        if waiting.answer is None:
+            raise RemoteError(f"{self.name}: the connection dropped while `{op}` ran — "
+                              "it may or may not have been applied there")  # fmt: skip
+        if not waiting.answer.get("ok"):
+            raise RemoteError(f"{self.name}: {waiting.answer.get('error', 'failed')}")
+        return waiting.answer.get("result")
+
+    def read(self) -> Reading:
+        return _reading(self.request("snapshot"))
+
+    def subscribe(self) -> None:
+        self.request("subscribe")
+
+    def changes(self, timeout: float) -> set[str] | None:
+        """Namespaces the machine says changed (empty: none yet); None once the connection is gone."""
+        try:
+            first = self.events.get(timeout=timeout)
+        except queue.Empty:
+            return set()
+        return first
+
+    def run(self, argv: list[str]) -> tuple[int, str]:
+        if self.read_only and changes_state(argv):
+            raise RemoteError(f"read-only: refused `{' '.join(argv[:2])}` on {self.name} (it changes state)")
+        result = self.request("run", {"argv": argv})
+        return int(result["status"]), str(result["output"])
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+            try:
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+Machine = FileMachine | SshMachine
+
+
+def machine(name: str, url: str, read_only: bool = False, ssh_config: str | None = None,
+            command: str | None = None) -> Machine:  # fmt: skip
+    address = parse(url)
+    if address.scheme == "file":
+        return FileMachine(name, address)
+    return SshMachine(name, address, read_only, ssh_config, command)

@@ -1,0 +1,256 @@
+"""The commands that reach other machines: ``agent``, ``hosts``, and anything run with ``--host``.
+
+With ``--host`` (or ``-H all``) the snapshot, trace, doctor and the app read the
+machines named — over SSH through ``vxray agent --stdio``, or from snapshot
+files — as one world whose namespaces are ``HOST:name``. A state-changing command
+runs on one machine's agent (``--on NAME`` when several are named); if the
+connection drops while it runs, the error says it may or may not have applied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from importlib.metadata import PackageNotFoundError, version
+
+from backend import inventory
+from backend.errors import VxrayError
+from backend.fleet import Fleet
+from backend.model import HostSnapshot, Labels
+from backend.protocol import PROTOCOL, RUNNABLE, Hello, changes_state
+from backend.remote import Machine, Reading, RemoteError, machine, parse
+
+READERS = {"snapshot", "trace", "doctor", "app"}  # read every --host; the rest run on one
+
+
+def vxray_version() -> str:
+    try:
+        return version("vxray")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _discovered(inv: inventory.Inventory) -> list[inventory.Entry]:
+    """Agents registered in the inventory's consul store, offered beside the saved machines."""
+    if not inv.store:
+        return []
+    from backend.store.registry import open_store
+
+    try:
+        store = open_store(inv.store)
+        found = store.agents()
+        store.close()
+    except VxrayError:
+        return []
+    saved = {h.name for h in inv.hosts}
+    return [inventory.Entry(a.name, a.ssh, "consul") for a in found if a.name not in saved]
+
+
+def machines(args: argparse.Namespace) -> list[Machine]:
+    """``--host`` values: URLs, saved names, or ``all``; each becomes a machine named once."""
+    inv = inventory.load()
+    known = [*inv.hosts, *_discovered(inv)]
+    out: list[Machine] = []
+    for word in args.remotes:
+        if word == "all":
+            picked = [(h.name, h.url) for h in known]
+            if not picked:
+                raise VxrayError(f"--host all: no machine saved in {inventory.path()} and none discovered")
+        elif "://" in word:
+            address = parse(word)
+            picked = [(address.host or os.path.basename(address.path).removesuffix(".json"), word)]
+        else:
+            entry = next((h for h in known if h.name == word), None)
+            if entry is None:
+                raise VxrayError(f"unknown host {word!r}: not an ssh:// or file:// URL, nor saved (`vxray hosts ls`)")
+            picked = [(entry.name, entry.url)]
+        for name, url in picked:
+            if name not in {m.name for m in out}:
+                out.append(machine(name, url, args.read_only))
+    return out
+
+
+def read_all(ms: list[Machine]) -> tuple[HostSnapshot, Labels]:
+    """Every machine once, in parallel; one that fails is offline with its reason, the others are read."""
+
+    def one(m: Machine) -> Reading | str:
+        try:
+            m.connect()
+            return m.read()
+        except VxrayError as exc:
+            return str(exc)
+        finally:
+            m.close()
+
+    with ThreadPoolExecutor(max_workers=max(len(ms), 1)) as pool:
+        got = dict(zip([m.name for m in ms], pool.map(one, ms), strict=True))
+    fleet = Fleet(ms)
+    fleet.readings = {n: r for n, r in got.items() if isinstance(r, Reading)}
+    fleet.offline = {n: r for n, r in got.items() if isinstance(r, str)}
+    if not fleet.readings:
+        raise RemoteError("; ".join(fleet.offline.values()))
+    return fleet.view()
+
+
+def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
+    """A command given with ``--host``: read the machines, or run it on one of them."""
+    if args.command not in READERS | RUNNABLE:
+        raise VxrayError(f"{args.command} acts on this machine; it does not take --host")
+    ms = machines(args)
+    if args.command == "app":
+        from tui.app import VxrayApp
+        from tui.source import remote
+
+        VxrayApp(remote(ms, args.read_only), read_only=args.read_only).run()
+        return 0
+    if args.command in READERS:
+        return _read_command(args, ms)
+    return _run_on_one(args, ms, argv)
+
+
+def _read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
+    from diagnostics.world import World
+
+    snap, labels = read_all(ms)
+    for name, why in labels.offline.items():
+        print(f"vxray: {name} is offline: {why}", file=sys.stderr)
+    if args.command == "snapshot":
+        from backend import codec
+        from tui.summary import snapshot_lines
+
+        print(codec.dumps(snap) if args.json else "\n".join(snapshot_lines(snap, args.limit, args.all)))
+        return 0
+    world = World([snap], labels)
+    if args.command == "doctor":
+        from diagnostics.doctor import Desired, doctor
+
+        findings = doctor(world, Desired())
+        for i, f in enumerate(findings, 1):
+            print(f"{i:2}. [{f.likelihood:.0%}] {f.host}: {f.title}")
+            print("\n".join(f"      evidence: {e}" for e in f.evidence))
+        return 1 if any(f.likelihood >= 0.5 for f in findings) else 0
+    from diagnostics.trace import trace
+    from tui.cli import _names
+    from tui.trace_text import trace_lines
+
+    src = world.place_of(args.src)
+    if src is None:
+        raise VxrayError(f"unknown container or namespace {args.src!r} on {', '.join(m.name for m in ms)}")
+    dst = world.address_of(args.dst)
+    t = trace(world, src.label, dst, args.proto, args.dport, args.size)
+    if args.json:
+        print(json.dumps(t.as_dict(), indent=2))
+    else:
+        lines = trace_lines(t, _names(world), f"trace {args.src} -> {args.dst} ({dst}), {args.proto}")
+        print("\n".join(_unprefixed(line) for line in lines))
+    return 0 if t.delivered else 1
+
+
+def _unprefixed(line: str) -> str:
+    """A native fix names the namespace as the machine itself does: ``on yy3: ip netns exec 1-ab…``."""
+    line = re.sub(r"ip netns exec ([^\s:]+):host ", r"on \1: ", line)
+    return re.sub(r"ip netns exec ([^\s:]+):(\S+)", r"on \1: ip netns exec \2", line)
+
+
+def _run_on_one(args: argparse.Namespace, ms: list[Machine], argv: list[str]) -> int:
+    if len(ms) > 1 and not args.on:
+        raise VxrayError(f"{args.command}: several hosts given ({', '.join(m.name for m in ms)}); "
+                         "name the one it runs on with --on")  # fmt: skip
+    target = next((m for m in ms if m.name == (args.on or ms[0].name)), None)
+    if target is None:
+        raise VxrayError(f"--on {args.on!r}: not one of the hosts given ({', '.join(m.name for m in ms)})")
+    if args.read_only and changes_state(argv):
+        raise VxrayError(f"read-only: refused `{' '.join(argv[:2])}` (it changes state)")
+    try:
+        target.connect()
+        status, output = target.run(argv)
+    finally:
+        target.close()
+    if output:
+        print(output)
+    return status
+
+
+def command_argv(argv: list[str]) -> list[str]:
+    """The command and its arguments without the global options vxray reads itself."""
+    skip = False
+    for i, word in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if word in ("-H", "--host", "--on", "--store", "--store-token"):
+            skip = True
+            continue
+        if word.startswith(("--host=", "--on=", "--store=", "--store-token=")) or word == "--read-only":
+            continue
+        return argv[i:]
+    return []
+
+
+# -- agent and hosts --------------------------------------------------------------------------------
+
+
+def agent(args: argparse.Namespace) -> int:
+    """This machine's side of ``--host ssh://…``: registered in a consul store if one is configured."""
+    from backend.agent import serve
+    from backend.collect import collect
+    from backend.netns import Scope
+    from backend.observe import labels_for
+    from tui.cli import _current
+
+    scope = Scope(args.host_netns, tuple(args.netns), tuple(args.netns_dir))
+    name = args.name or socket.gethostname()
+
+    def read() -> tuple[HostSnapshot, Labels, str]:
+        snap = collect(scope, docker=args.docker)
+        ctx, _ = _current(args)
+        return snap, replace(labels_for(ctx, snap), offline={}), "host"  # it answers: it is online
+
+    def run(argv: list[str]) -> tuple[int, str]:
+        proc = subprocess.run([sys.executable, "-m", "tui.cli", *argv], capture_output=True, text=True)
+        return proc.returncode, (proc.stdout + proc.stderr).rstrip()
+
+    _register(args, name)
+    return serve(scope, read, run, Hello(PROTOCOL, vxray_version(), name, args.read_only))
+
+
+def _register(args: argparse.Namespace, name: str) -> None:
+    """In a consul store, say how this machine is reached (from the SSH connection it was started over)."""
+    store_url = args.store or os.environ.get("VXRAY_STORE") or ""
+    conn = os.environ.get("SSH_CONNECTION", "").split()
+    if not store_url.startswith("consul://") or len(conn) != 4:
+        return
+    from backend.records import AgentRecord
+    from backend.store.registry import open_store
+
+    user = os.environ.get("USER") or "root"
+    port = "" if conn[3] == "22" else f":{conn[3]}"
+    try:
+        store = open_store(store_url, args.store_token)
+        vtep = next((h.vtep for h in store.hosts() if h.name == name), None)
+        store.register_agent(AgentRecord(name, f"ssh://{user}@{conn[2]}{port}", vtep, time.time()))
+        store.close()
+    except VxrayError as exc:
+        print(f"vxray agent: not registered in {store_url}: {exc}", file=sys.stderr)
+
+
+def hosts(args: argparse.Namespace) -> int:
+    from tui.cli import _emit, _table
+
+    if args.action == "add":
+        inventory.add(args.name, args.url)
+        return _emit(args, {"name": args.name, "url": args.url}, f"saved {args.name} ({args.url})")
+    if args.action == "rm":
+        inventory.remove(args.name)
+        return _emit(args, {"name": args.name, "removed": True}, f"forgot {args.name}")
+    inv = inventory.load()
+    rows = [{"name": h.name, "url": h.url, "source": h.source} for h in [*inv.hosts, *_discovered(inv)]]
+    return _emit(args, rows, _table(rows, ["name", "url", "source"]) if rows else "(none saved)")
