@@ -143,10 +143,9 @@ class SshMachine:
         self.stderr: list[str] = []
 
     def argv(self) -> list[str]:
-        remote = [*shlex.split(self.command), "agent", "--stdio"]
+        remote = [*shlex.split(self.command), *(["--read-only"] if self.read_only else []), "agent", "--stdio"]
         remote += [f"--netns={g}" for g in self.address.netns]
         remote += [f"--host-netns={self.address.host_netns}"] if self.address.host_netns else []
-        remote += ["--read-only"] if self.read_only else []
         ssh = ["ssh", "-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2"]
         ssh += ["-F", self.ssh_config] if self.ssh_config else []
         ssh += ["-p", str(self.address.port)] if self.address.port else []

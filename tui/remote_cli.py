@@ -18,10 +18,10 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import asdict, replace
 from importlib.metadata import PackageNotFoundError, version
 
-from backend import inventory
+from backend import codec, inventory
 from backend.errors import VxrayError
 from backend.fleet import Fleet
 from backend.model import HostSnapshot, Labels
@@ -119,11 +119,19 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 def _read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
     from diagnostics.world import World
 
+    if args.command == "snapshot" and args.json and len(ms) == 1:  # one machine as it is: a file:// for later
+        try:
+            ms[0].connect()
+            got = ms[0].read()
+        finally:
+            ms[0].close()
+        print(json.dumps({"snapshot": json.loads(codec.dumps(got.snapshot)), "labels": asdict(got.labels),
+                          "root": got.root}))  # fmt: skip
+        return 0
     snap, labels = read_all(ms)
     for name, why in labels.offline.items():
         print(f"vxray: {name} is offline: {why}", file=sys.stderr)
     if args.command == "snapshot":
-        from backend import codec
         from tui.summary import snapshot_lines
 
         print(codec.dumps(snap) if args.json else "\n".join(snapshot_lines(snap, args.limit, args.all)))
