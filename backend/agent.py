@@ -5,7 +5,9 @@ agent for one session and it ends with the pipe. It greets, then answers
 requests one line at a time: ``snapshot`` (the machine, with the store's labels),
 ``subscribe`` (a line per netlink change, from a thread, so requests are still
 answered meanwhile), ``run`` (one of vxray's own commands, checked by
-``protocol.refusal``; never a shell) and ``ping``. The protocol channel is a
+``protocol.refusal``; never a shell), ``watch``/``send``/``seen`` (a live trace's
+packet capture and probe, split so every machine listens before the source sends)
+and ``ping``. The protocol channel is a
 private copy of stdout; the real fd 1 is pointed at stderr, so nothing a library
 or a child process prints can corrupt the stream.
 """
@@ -40,6 +42,7 @@ class Agent:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.watcher: threading.Thread | None = None
+        self.captures: list[Any] = []  # backend.probe.Capture, by the number `watch` answered
 
     def send(self, line: str) -> None:
         with self.lock:
@@ -56,8 +59,8 @@ class Agent:
             self.send(reply(req.id, self.answer(req.op, req.args)))
         except VxrayError as exc:
             self.send(reply(req.id, error=str(exc)))
-        except OSError as exc:
-            self.send(reply(req.id, error=f"{req.op}: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - one bad request is answered, the session goes on
+            self.send(reply(req.id, error=f"{req.op}: {type(exc).__name__}: {exc}"))
 
     def answer(self, op: str, args: dict[str, Any]) -> Any:
         if op == "ping":
@@ -77,7 +80,24 @@ class Agent:
                 raise VxrayError(why)
             status, output = self.run(argv)
             return {"status": status, "output": output}
-        raise VxrayError(f"unknown operation {op!r} (protocol {PROTOCOL}: snapshot, subscribe, run, ping)")
+        if op in ("watch", "send", "seen"):
+            return self.live(op, args)
+        raise VxrayError(f"unknown operation {op!r} (protocol {PROTOCOL}: snapshot, subscribe, run, watch, send, "
+                         "seen, ping)")  # fmt: skip
+
+    def live(self, op: str, args: dict[str, Any]) -> Any:
+        """A live trace across machines: every machine watches (``watch``), the source sends, each says what it saw."""
+        from backend.probe import Capture, Probe, send
+
+        if op == "send":
+            send(Probe(**args["probe"]), int(args["ident"]))
+            return "sent"
+        if op == "watch":
+            points = [(str(ns), str(dev)) for ns, dev in args["points"]]
+            self.captures.append(Capture(Probe(**args["probe"]), int(args["ident"]), points))
+            return len(self.captures) - 1
+        capture = self.captures[int(args["watch"])]
+        return sorted(capture.collect(float(args.get("wait", 1.5))))
 
     def _watch(self) -> None:
         from backend.monitor import Monitor

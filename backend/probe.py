@@ -18,7 +18,7 @@ import socket
 import struct
 import time
 from collections.abc import Iterable
-from contextlib import ExitStack, suppress
+from contextlib import AbstractContextManager, ExitStack, nullcontext, suppress
 from dataclasses import dataclass
 
 from backend import nsenter
@@ -77,7 +77,7 @@ class _Watch:
         self.socks: dict[socket.socket, tuple[str, str]] = {}
         for netns, dev in sorted(set(points)):
             try:
-                with nsenter.named(netns):
+                with _inside(netns):
                     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
             except VxrayError:
                 continue
@@ -100,8 +100,13 @@ class _Watch:
                 yield (*self.socks[sock], data)
 
 
+def _inside(netns: str) -> AbstractContextManager[object]:
+    """``host`` is the namespace the process runs in (an agent's machine); others are named."""
+    return nullcontext() if netns == "host" else nsenter.named(netns)
+
+
 def _send(p: Probe, ident: int, stack: ExitStack) -> None:
-    with nsenter.named(p.src_netns):
+    with _inside(p.src_netns):
         if p.proto == "icmp":
             sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
         else:
@@ -149,16 +154,39 @@ def _direction(p: Probe, ident: int, proto: int, payload: bytes) -> str | None:
     return None
 
 
+class Capture:
+    """Packet sockets opened now, read later: a machine watches while another one sends (``--host``)."""
+
+    def __init__(self, p: Probe, ident: int, points: Iterable[tuple[str, str]]) -> None:
+        self.p, self.ident = p, ident
+        self.stack = ExitStack()
+        self.watch = _Watch(points, self.stack)
+
+    def collect(self, wait: float) -> set[tuple[str, str, str]]:
+        """Where the probe was seen within ``wait`` seconds: (namespace, device, request|reply)."""
+        seen: set[tuple[str, str, str]] = set()
+        with self.stack:
+            for netns, dev, frame in self.watch.frames(time.monotonic() + wait):
+                inner = _innermost(frame)
+                direction = _direction(self.p, self.ident, inner[0], inner[3]) if inner else None
+                if direction:
+                    seen.add((netns, dev, direction))
+        return seen
+
+
+def send(p: Probe, ident: int) -> None:
+    with ExitStack() as stack:
+        _send(p, ident, stack)
+
+
+def new_ident() -> int:
+    return random.randint(20000, 60000)
+
+
 def run(p: Probe, points: Iterable[tuple[str, str]], wait: float = 1.5) -> set[tuple[str, str, str]]:
     """Send ``p`` and return where it was seen: (namespace, device, request|reply)."""
-    ident = random.randint(20000, 60000)
-    seen: set[tuple[str, str, str]] = set()
+    ident = new_ident()
+    capture = Capture(p, ident, points)
     with ExitStack() as stack:
-        watch = _Watch(points, stack)
         _send(p, ident, stack)
-        for netns, dev, frame in watch.frames(time.monotonic() + wait):
-            inner = _innermost(frame)
-            direction = _direction(p, ident, inner[0], inner[3]) if inner else None
-            if direction:
-                seen.add((netns, dev, direction))
-    return seen
+        return capture.collect(wait)

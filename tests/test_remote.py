@@ -106,6 +106,18 @@ def test_static_entries_added_over_ssh_make_the_trace_and_the_ping_go_through(
     sh("ip", "netns", "exec", f"{seed.lab}.yy3-vm33", "ping", "-c", "1", "-W", "2", "172.21.0.1")
 
 
+def test_a_live_trace_captures_on_both_remote_hosts_and_agrees_with_the_simulation(
+    seed: Remote, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fdb", "sync", "prod"]) == 0
+    capsys.readouterr()
+    status, out, err = _out(capsys, ["-H", "yy2", "-H", "yy3", "trace", "--live", "vm33", "vm3"])
+    assert status == 0, err
+    assert "live probe agrees with the simulation at every step it could watch" in out
+    seen = [line for line in out.splitlines() if " seen " in line]
+    assert any("vxlan1" in line for line in seen) and any("vm3 eth0" in line for line in seen), out
+
+
 def test_read_only_refuses_every_change_on_every_transport(
     seed: Remote, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

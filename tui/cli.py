@@ -336,11 +336,18 @@ def _live(args: argparse.Namespace, world: Any, t: Any, real: dict[str, str], sr
           dport: int | None) -> int:  # fmt: skip
     """Send the probe, then print each simulated step with what the capture saw."""
     from backend.probe import Probe, run
-    from diagnostics.live import compare, first_disagreement, watch_points
+    from diagnostics.live import watch_points
 
     points = [(real.get(ns, ns), dev) for ns, dev in watch_points(t)]
     seen = run(Probe(real.get(src, src), dst, proto, dport, args.size), points)
     seen = {(next((k for k, v in real.items() if v == ns), ns), dev, d) for ns, dev, d in seen}
+    return live_report(args, world, t, seen, proto)
+
+
+def live_report(args: argparse.Namespace, world: Any, t: Any, seen: set[tuple[str, str, str]], proto: str) -> int:
+    """Each simulated step beside what the capture saw; the first disagreement loudly."""
+    from diagnostics.live import compare, first_disagreement
+
     rows = compare(t, seen, ("request", "reply") if proto == "icmp" else ("request",))
     bad = first_disagreement(rows)
     if args.json:

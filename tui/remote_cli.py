@@ -26,7 +26,8 @@ from backend.errors import VxrayError
 from backend.fleet import Fleet
 from backend.model import HostSnapshot, Labels
 from backend.protocol import PROTOCOL, RUNNABLE, Hello, changes_state
-from backend.remote import Machine, Reading, RemoteError, machine, parse
+from backend.remote import Machine, Reading, RemoteError, SshMachine, machine, parse
+from diagnostics.trace import Trace
 
 READERS = {"snapshot", "trace", "doctor", "app"}  # read every --host; the rest run on one
 
@@ -154,12 +155,50 @@ def _read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
         raise VxrayError(f"unknown container or namespace {args.src!r} on {', '.join(m.name for m in ms)}")
     dst = world.address_of(args.dst)
     t = trace(world, src.label, dst, args.proto, args.dport, args.size)
+    if args.live:
+        from tui.cli import live_report
+
+        return live_report(args, world, t, _capture(ms, t, src.label, dst, args), args.proto)
     if args.json:
         print(json.dumps(t.as_dict(), indent=2))
     else:
         lines = trace_lines(t, _names(world), f"trace {args.src} -> {args.dst} ({dst}), {args.proto}")
         print("\n".join(_unprefixed(line) for line in lines))
     return 0 if t.delivered else 1
+
+
+def _capture(ms: list[Machine], t: Trace, src: str, dst: str, args: argparse.Namespace) -> set[tuple[str, str, str]]:
+    """A live trace across machines: each one watches its devices on the path, then the source sends."""
+    from backend.probe import new_ident
+    from diagnostics.live import watch_points
+
+    by_host: dict[str, list[tuple[str, str]]] = {}
+    for ns, dev in watch_points(t):
+        host, _, local = ns.partition(":")
+        by_host.setdefault(host, []).append((local, dev))
+    src_host, _, src_local = src.partition(":")
+    ident = new_ident()
+    probe = {"src_netns": src_local, "dst": dst, "proto": args.proto, "dport": args.dport, "size": args.size}
+    live = [m for m in ms if m.name in by_host or m.name == src_host]
+    if any(not isinstance(m, SshMachine) for m in live):
+        raise VxrayError("trace --live sends a real packet: every host on the path must be live (ssh://), not a file")
+
+    def watch(m: SshMachine) -> int:
+        return int(m.request("watch", {"probe": probe, "ident": ident, "points": by_host.get(m.name, [])}))
+
+    def seen(m: SshMachine, wid: int) -> list[tuple[str, str, str]]:
+        return [(f"{m.name}:{ns}", dev, d) for ns, dev, d in m.request("seen", {"watch": wid, "wait": 1.5})]
+
+    ssh = [m for m in live if isinstance(m, SshMachine)]
+    with ThreadPoolExecutor(max_workers=len(ssh) or 1) as pool:
+        list(pool.map(lambda m: m.connect(), ssh))
+        try:
+            wids = list(pool.map(watch, ssh))  # every machine listens before the source sends
+            next(m for m in ssh if m.name == src_host).request("send", {"probe": probe, "ident": ident})
+            return {s for found in pool.map(seen, ssh, wids) for s in found}
+        finally:
+            for m in ssh:
+                m.close()
 
 
 def _unprefixed(line: str) -> str:
