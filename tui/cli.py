@@ -445,6 +445,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv) or ["app"]  # `vxray` alone opens the app
     try:
         args, extra = parser().parse_known_args(argv)
+        if args.command is None and not extra:  # `vxray`, `vxray -H a -H b`: the app
+            argv = [*argv, "app"]
+            args, extra = parser().parse_known_args(argv)
         if extra and hasattr(args, "words") and not any(x.startswith("-") for x in extra):
             args.words += extra  # iproute2 style: `fdb add MAC --network NET dst IP` mixes words and options
         elif extra:

@@ -86,6 +86,9 @@ class Shell:
             return 0
         if words[0] in ("exit", "quit"):
             raise EOFError
+        if words[0].startswith("-"):  # in bash, options alone open the app; here they are a mistake
+            print(f"vxray: a command comes first, not {words[0]!r} (`help` lists them)", file=sys.stderr)
+            return 2
         if words[0] in ("help", "?"):
             return self._help(words[1:])
         if words[0] == "use":
