@@ -16,7 +16,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, ClassVar
 
@@ -88,11 +88,13 @@ def paint(lines: list[Line], path: set[str] | None = None, failed: str = "") -> 
 class CommandSuggester(Suggester):
     """The shell's completer as the command line's inline suggestion (→ accepts it)."""
 
-    def __init__(self, completer: VxrayCompleter) -> None:
+    def __init__(self, completer: Callable[[], VxrayCompleter]) -> None:
         super().__init__(use_cache=False, case_sensitive=True)
-        self.completer = completer
+        self.make = completer
+        self.completer: VxrayCompleter | None = None  # built at the first keystroke: not on the first paint's path
 
     async def get_suggestion(self, value: str) -> str | None:
+        self.completer = self.completer or self.make()
         first = next(iter(self.completer.get_completions(Document(value), CompleteEvent())), None)
         return None if first is None else value[: len(value) + first.start_position] + first.text
 
@@ -151,7 +153,7 @@ class VxrayApp(App[None]):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, source: Source, live: bool = True, read_only: bool = False) -> None:
+    def __init__(self, source: Source, live: bool = True, read_only: bool = False, prefetch: bool = True) -> None:
         super().__init__()
         self.source = source
         self.read_only = read_only
@@ -168,6 +170,11 @@ class VxrayApp(App[None]):
         self.sorted: dict[str, ColumnKey | None] = {}  # table -> the column it is sorted by
         self.findings: list[Finding] = []
         self.badges: list[tuple[str, bool]] = []  # hosts listed, and whether each is offline
+        self.first: SnapshotCollected | None = None
+        if prefetch:
+            start = time.perf_counter()
+            snap, labels = source.read()
+            self.first = SnapshotCollected(snap, labels, time.perf_counter() - start)
         self.ends: list[str] = []  # what the trace's pickers offer
 
     def compose(self) -> ComposeResult:
@@ -204,7 +211,7 @@ class VxrayApp(App[None]):
         yield Input(
             placeholder=": a vxray command — network ls, fdb sync prod, trace vm33 vm3, doctor",
             id="command",
-            suggester=CommandSuggester(VxrayCompleter(lambda: self.vocabulary, lambda: self.host)),
+            suggester=CommandSuggester(lambda: VxrayCompleter(lambda: self.vocabulary, lambda: self.host)),
         )
         yield Footer()
 
@@ -218,9 +225,12 @@ class VxrayApp(App[None]):
         self.query_one("#trace", DataTable).add_columns("#", "dir", "host", "namespace", "table", "entry", "decision")
         self.query_one("#doctor", DataTable).add_columns("likelihood", "host", "finding")
         self.query_one("#filter").display = False
-        self.collect()
-        if self.live:
-            self.watch_kernel()
+        if self.first is not None:  # read before the UI started: a thread competing with its start is slower
+            self.post_message(self.first)
+            self.first = None
+        else:
+            self.collect()
+        # the kernel is watched once the first snapshot is on screen: not competing with it
 
     # -- workers -----------------------------------------------------------------------------------
 
@@ -274,6 +284,8 @@ class VxrayApp(App[None]):
     def _collected(self, event: SnapshotCollected) -> None:
         if not self.is_running or not self.query("#hosts"):
             return  # a read that finished while the app was closing
+        if self.snapshot is None and self.live:
+            self.watch_kernel()
         self.snapshot, self.labels = event.snapshot, event.labels
         self.world = World([event.snapshot], event.labels)
         if self.source.context is not None:  # the command line completes from the same names as the shell

@@ -56,8 +56,10 @@ def live(store_args: list[str]) -> Source:
     from tui import cli
     from tui.grammar import parser
 
+    args = parser().parse_args([*store_args, "host", "ls"])  # once: building the parser costs ~40 ms
+
     def context() -> tuple[Context, str | None]:
-        return cli._current(parser().parse_args([*store_args, "host", "ls"]))
+        return cli._current(args)
 
     def read(previous: HostSnapshot | None = None, changed: set[str] | None = None) -> tuple[HostSnapshot, Labels]:
         ctx, underlay = context()
