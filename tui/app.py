@@ -153,7 +153,7 @@ class VxrayApp(App[None]):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, source: Source, live: bool = True, read_only: bool = False, prefetch: bool = True) -> None:
+    def __init__(self, source: Source, live: bool = True, read_only: bool = False) -> None:
         super().__init__()
         self.source = source
         self.read_only = read_only
@@ -170,11 +170,8 @@ class VxrayApp(App[None]):
         self.sorted: dict[str, ColumnKey | None] = {}  # table -> the column it is sorted by
         self.findings: list[Finding] = []
         self.badges: list[tuple[str, bool]] = []  # hosts listed, and whether each is offline
-        self.first: SnapshotCollected | None = None
-        if prefetch:
-            start = time.perf_counter()
-            snap, labels = source.read()
-            self.first = SnapshotCollected(snap, labels, time.perf_counter() - start)
+        start = time.perf_counter()  # read before the UI starts: a thread competing with its start is slower
+        self.first: SnapshotCollected | None = SnapshotCollected(*source.read(), time.perf_counter() - start)
         self.ends: list[str] = []  # what the trace's pickers offer
 
     def compose(self) -> ComposeResult:
@@ -225,12 +222,9 @@ class VxrayApp(App[None]):
         self.query_one("#trace", DataTable).add_columns("#", "dir", "host", "namespace", "table", "entry", "decision")
         self.query_one("#doctor", DataTable).add_columns("likelihood", "host", "finding")
         self.query_one("#filter").display = False
-        if self.first is not None:  # read before the UI started: a thread competing with its start is slower
+        if self.first is not None:  # the kernel is watched once this first snapshot is on screen
             self.post_message(self.first)
             self.first = None
-        else:
-            self.collect()
-        # the kernel is watched once the first snapshot is on screen: not competing with it
 
     # -- workers -----------------------------------------------------------------------------------
 
