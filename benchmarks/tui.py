@@ -36,18 +36,33 @@ from tui.tables import VIEWS
 LAB = f"vxbu{os.getpid()}"
 
 
-async def measure(runs: int) -> dict[str, float]:
-    out: dict[str, float] = {}
+async def first_paint() -> float:
+    """From creating the app to the FDB rows of yy3 on screen (the tab opened as soon as the app shows)."""
     start = time.perf_counter()
     app = VxrayApp(live([]))
     async with app.run_test(size=(160, 48)) as pilot:
         while app.snapshot is None:
             await pilot.pause(0.01)
         app.host = "yy3"
+        app.action_show_tab("FDB")  # opening the tab renders it (TabActivated)
+        table = app.query_one("#table-FDB")
+        while not table.row_count:  # type: ignore[attr-defined]
+            await pilot.pause(0)
+        return time.perf_counter() - start
+
+
+async def measure(runs: int) -> dict[str, float]:
+    # this machine's speed drifts between runs (shared CPUs): the median of five starts, the spread printed too
+    starts = [await first_paint() for _ in range(5)]
+    out: dict[str, float] = {"first paint": statistics.median(starts), "fastest": min(starts), "slowest": max(starts)}
+    app = VxrayApp(live([]))
+    async with app.run_test(size=(160, 48)) as pilot:
+        while app.snapshot is None:
+            await pilot.pause(0.01)
+        app.host = "yy3"
         app.action_show_tab("FDB")
-        app.render_tables()
-        await pilot.pause(0)
-        out["first paint"] = time.perf_counter() - start
+        while "FDB" not in app.seen:
+            await pilot.pause(0)
         out["rows"] = len(app.seen["FDB"])
 
         def keystroke(text: str, views: list[str] | None) -> float:
@@ -106,7 +121,8 @@ def main() -> None:
         runner.down(LAB)
     polling = 0.5 + m["read"]
     print(f"workload: FDB view of host yy3 with {int(m['rows'])} rows, {args.entries} neighbours beside")
-    print(f"first full paint        : {m['first paint'] * 1000:8.1f} ms (target <= 1000 ms)")
+    print(f"first full paint        : {m['first paint'] * 1000:8.1f} ms (target <= 1000 ms); median of 5 starts, "
+          f"{m['fastest'] * 1000:.0f}-{m['slowest'] * 1000:.0f} ms")  # fmt: skip
     print(
         f"filter keystroke        : {m['keystroke'] * 1000:8.1f} ms (target <= 100 ms); re-rendering every view "
         f"{m['keystroke, every view'] * 1000:.1f} ms, ratio {m['keystroke'] / m['keystroke, every view']:.2f}"
