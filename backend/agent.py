@@ -5,7 +5,8 @@ agent for one session and it ends with the pipe. It greets, then answers
 requests one line at a time: ``snapshot`` (the machine, with the store's labels),
 ``subscribe`` (a line per netlink change, from a thread, so requests are still
 answered meanwhile), ``run`` (one of vxray's own commands, checked by
-``protocol.refusal``; never a shell), ``watch``/``send``/``seen`` (a live trace's
+``protocol.refusal``; never a shell; its outcome kept in ``backend.journal``),
+``outcome`` (how a ``run`` ended, for a client that was cut off), ``watch``/``send``/``seen`` (a live trace's
 packet capture and probe, split so every machine listens before the source sends)
 and ``ping``. The protocol channel is a
 private copy of stdout; the real fd 1 is pointed at stderr, so nothing a library
@@ -18,18 +19,19 @@ import json
 import os
 import sys
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, TextIO
 
-from backend import codec
+from backend import codec, journal
 from backend.errors import VxrayError
 from backend.model import HostSnapshot, Labels
 from backend.netns import Scope
 from backend.protocol import PROTOCOL, Hello, ProtocolError, event, parse_request, refusal, reply
 
 Reader = Callable[[], tuple[HostSnapshot, Labels, str]]  # snapshot, labels, the machine's own namespace label
-Runner = Callable[[list[str]], tuple[int, str]]  # argv -> exit status, output
+Runner = Callable[[list[str], str], tuple[int, str]]  # argv, journal token -> exit status, output
 
 
 class Agent:
@@ -78,12 +80,15 @@ class Agent:
             why = refusal(argv, self.hello.read_only)
             if why:
                 raise VxrayError(why)
-            status, output = self.run(argv)
+            token = str(args.get("token") or uuid.uuid4().hex)
+            status, output = self.run(argv, token)
             return {"status": status, "output": output}
+        if op == "outcome":  # a client cut off while `run` ran asks how it ended
+            return journal.outcome(str(args.get("token", ""))) or {"state": "unknown"}
         if op in ("watch", "send", "seen"):
             return self.live(op, args)
-        raise VxrayError(f"unknown operation {op!r} (protocol {PROTOCOL}: snapshot, subscribe, run, watch, send, "
-                         "seen, ping)")  # fmt: skip
+        raise VxrayError(f"unknown operation {op!r} (protocol {PROTOCOL}: snapshot, subscribe, run, outcome, "
+                         "watch, send, seen, ping)")  # fmt: skip
 
     def live(self, op: str, args: dict[str, Any]) -> Any:
         """A live trace across machines: every machine watches (``watch``), the source sends, each says what it saw."""

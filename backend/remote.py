@@ -20,21 +20,27 @@ import shlex
 import subprocess
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from backend import codec
+from backend import codec, journal
 from backend.errors import VxrayError
 from backend.model import HostSnapshot, Labels
 from backend.protocol import PROTOCOL, Request, changes_state, parse_hello
 
 CONNECT_SECONDS = 20.0  # ssh + the agent's greeting
 REQUEST_SECONDS = 60.0
+RECOVER_SECONDS = 30.0  # after a drop mid-operation: how long to keep asking the machine how it ended
 
 
 class RemoteError(VxrayError):
     """A machine could not be reached or answered with an error; the message says which and why."""
+
+
+class Dropped(RemoteError):
+    """The connection went away after a request was sent and before its answer came."""
 
 
 @dataclass(frozen=True)
@@ -244,8 +250,7 @@ class SshMachine:
         finally:
             self.pending.pop(req.id, None)
         if waiting.answer is None:
-            raise RemoteError(f"{self.name}: the connection dropped while `{op}` ran — "
-                              "it may or may not have been applied there")  # fmt: skip
+            raise Dropped(f"{self.name}: the connection dropped while `{op}` ran")
         if not waiting.answer.get("ok"):
             raise RemoteError(f"{self.name}: {waiting.answer.get('error', 'failed')}")
         return waiting.answer.get("result")
@@ -267,8 +272,38 @@ class SshMachine:
     def run(self, argv: list[str]) -> tuple[int, str]:
         if self.read_only and changes_state(argv):
             raise RemoteError(f"read-only: refused `{' '.join(argv[:2])}` on {self.name} (it changes state)")
-        result = self.request("run", {"argv": argv})
+        token = uuid.uuid4().hex
+        try:
+            result = self.request("run", {"argv": argv, "token": token})
+        except Dropped:
+            return self._outcome(argv, token)
         return int(result["status"]), str(result["output"])
+
+    def _outcome(self, argv: list[str], token: str) -> tuple[int, str]:
+        """Cut off while an operation ran: reconnect and read how it ended from the machine's journal."""
+        what = " ".join(argv[:2])
+        deadline, pause = time.monotonic() + RECOVER_SECONDS, 0.5
+        while time.monotonic() < deadline:
+            record = self._ask_outcome(token)
+            if record is not None and record.get("state") == "done":
+                note = f"(the connection to {self.name} dropped while `{what}` ran; this is how it ended there)"
+                return int(record["status"]), f"{record.get('output', '')}\n{note}".strip()
+            if record is not None and record.get("state") == "unknown":
+                raise RemoteError(f"{self.name}: the connection dropped before `{what}` started: nothing was applied")
+            time.sleep(pause)  # not reachable yet, or still running
+            pause = min(pause * 2, 4.0)
+        raise RemoteError(f"{self.name}: the connection dropped while `{what}` ran and it could not be asked how it "
+                          f"ended within {RECOVER_SECONDS:.0f} s — it may or may not have been applied; its outcome "
+                          f"will be in {journal.path(token)} there")  # fmt: skip
+
+    def _ask_outcome(self, token: str) -> dict[str, Any] | None:
+        """The journal record of ``token``; None while the machine cannot be asked."""
+        try:
+            if self.proc is None or self.proc.poll() is not None:
+                self.connect()
+            return dict(self.request("outcome", {"token": token}))
+        except RemoteError:
+            return None
 
     def close(self) -> None:
         proc, self.proc = self.proc, None

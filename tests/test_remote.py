@@ -12,7 +12,9 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -204,6 +206,26 @@ def test_a_dropped_host_goes_offline_the_other_stays_live_and_it_reconnects(seed
         until(lambda: "yy2" not in fleet.offline)
     finally:
         fleet.stop()
+
+
+def test_an_operation_cut_off_by_a_drop_reports_how_it_ended_on_the_machine(seed: Remote) -> None:
+    m = machine("yy3", seed.url("yy3", "10.193.6.37"))
+    m.connect()
+    got: dict[str, tuple[int, str]] = {}
+    try:
+        assert m.request("outcome", {"token": uuid.uuid4().hex}) == {"state": "unknown"}
+        worker = threading.Thread(target=lambda: got.update(run=m.run(["ping", "vm33", "172.21.0.1", "-c", "3"])))
+        worker.start()
+        time.sleep(1.0)  # the operation runs on yy3 (about 3 s: the static overlay drops every echo)
+        seed.servers.kill("yy3")  # sshd and the agent die; the operation, in its own session, goes on
+        time.sleep(1.0)
+        seed.restart("yy3")
+        worker.join(timeout=60)
+    finally:
+        m.close()
+    status, output = got["run"]
+    assert status == 1 and "3 packets transmitted, 0 received" in output
+    assert "the connection to yy3 dropped while `ping vm33` ran; this is how it ended there" in output
 
 
 def test_the_app_shows_both_remote_hosts_and_badges_the_dropped_one(seed: Remote) -> None:

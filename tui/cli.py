@@ -441,6 +441,24 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }  # fmt: skip
 
 
+def _journaled(args: argparse.Namespace, argv: list[str]) -> int:
+    """An operation an agent started: its outcome is recorded on this machine, whoever is still listening."""
+    from backend import journal
+
+    command = remote_cli.command_argv(argv)
+    journal.started(args.journal, command)
+    status = 2
+    try:
+        status = COMMANDS[args.command](args)
+    except VxrayError as exc:
+        print(f"vxray: {exc}", file=sys.stderr)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        journal.finished(args.journal, command, status)
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv) or ["app"]  # `vxray` alone opens the app
     try:
@@ -456,6 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return remote_cli.dispatch(args, remote_cli.command_argv(argv))
         if args.read_only and changes_state(remote_cli.command_argv(argv)):
             raise VxrayError(f"read-only: refused `{' '.join(remote_cli.command_argv(argv)[:2])}` (it changes state)")
+        if args.journal:
+            return _journaled(args, argv)
         return COMMANDS[args.command](args)
     except VxrayError as exc:
         print(f"vxray: {exc}", file=sys.stderr)

@@ -223,6 +223,7 @@ def parser() -> Parser:
                    "`vxray hosts add`, or 'all' (the saved and discovered ones); repeatable")  # fmt: skip
     p.add_argument("--on", metavar="NAME", help="with several --host: the one a state-changing command runs on")
     p.add_argument("--read-only", action="store_true", help="refuse every command that changes state, on every host")
+    p.add_argument("--journal", metavar="TOKEN", help=argparse.SUPPRESS)  # an agent's operation: outcome recorded
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)  # none: the app
 
     snap = sub.add_parser("snapshot", help="every namespace, link, FDB, neighbour, route and NAT rule of a host")

@@ -233,7 +233,7 @@ def command_argv(argv: list[str]) -> list[str]:
         if skip:
             skip = False
             continue
-        if word in ("-H", "--host", "--on", "--store", "--store-token"):
+        if word in ("-H", "--host", "--on", "--store", "--store-token", "--journal"):
             skip = True
             continue
         if word.startswith(("--host=", "--on=", "--store=", "--store-token=")) or word == "--read-only":
@@ -261,12 +261,24 @@ def agent(args: argparse.Namespace) -> int:
         ctx, _ = _current(args)
         return snap, replace(labels_for(ctx, snap), offline={}), "host"  # it answers: it is online
 
-    def run(argv: list[str]) -> tuple[int, str]:
-        proc = subprocess.run([sys.executable, "-m", "tui.cli", *argv], capture_output=True, text=True)
-        return proc.returncode, (proc.stdout + proc.stderr).rstrip()
+    def run(argv: list[str], token: str) -> tuple[int, str]:
+        """Its own process in its own session, printing to a file: it finishes, and says how, if we are cut off."""
+        from backend import journal
+
+        os.makedirs(journal.directory(), exist_ok=True)
+        with open(journal.output_path(token), "w") as out:
+            proc = subprocess.run([sys.executable, "-m", "tui.cli", *_store_flags(args), "--journal", token, *argv],
+                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        done = journal.outcome(token) or {}
+        return int(done.get("status", proc.returncode)), str(done.get("output", ""))
 
     _register(args, name)
     return serve(scope, read, run, Hello(PROTOCOL, vxray_version(), name, args.read_only))
+
+
+def _store_flags(args: argparse.Namespace) -> list[str]:
+    return [*(["--store", args.store] if args.store else []), *(["--store-token", args.store_token]
+                                                               if args.store_token else [])]  # fmt: skip
 
 
 def _register(args: argparse.Namespace, name: str) -> None:
