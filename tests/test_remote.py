@@ -120,6 +120,19 @@ def test_a_live_trace_captures_on_both_remote_hosts_and_agrees_with_the_simulati
     assert any("vxlan1" in line for line in seen) and any("vm3 eth0" in line for line in seen), out
 
 
+def test_the_doctor_over_ssh_compares_the_machines_with_the_inventorys_store(
+    seed: Remote, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inv = inventory.load()
+    inv.store = f"file://{runner.lab_dir(seed.lab)}/store.db"
+    inventory.save(inv)
+    status, out, _ = _out(capsys, ["-H", "all", "doctor"])
+    assert status == 1
+    first = out.splitlines()[0]
+    assert "vxlan1 on yy" in first and "knows no remote MAC" in first, out
+    assert "fix: vxray fdb sync prod" in out
+
+
 def test_read_only_refuses_every_change_on_every_transport(
     seed: Remote, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

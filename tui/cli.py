@@ -424,7 +424,7 @@ def _app(args: argparse.Namespace) -> int:
     from tui.source import from_file, live
 
     chosen = args.load or args.store or os.environ.get("VXRAY_STORE") or runner.current()
-    saved = [] if chosen else inventory.load().hosts
+    saved = [] if chosen else remote_cli.known(inventory.load())
     if saved:  # no lab, no store given: the machines saved with `vxray hosts add` (and discovered) are what it opens
         args.remotes = ["all"]
         return remote_cli.dispatch(args, ["app"])

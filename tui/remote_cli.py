@@ -27,6 +27,7 @@ from backend.fleet import Fleet
 from backend.model import HostSnapshot, Labels
 from backend.protocol import PROTOCOL, RUNNABLE, Hello, changes_state
 from backend.remote import Machine, Reading, RemoteError, SshMachine, machine, parse
+from diagnostics.doctor import Desired
 from diagnostics.trace import Trace
 
 READERS = {"snapshot", "trace", "doctor", "app"}  # read every --host; the rest run on one
@@ -55,21 +56,26 @@ def _discovered(inv: inventory.Inventory) -> list[inventory.Entry]:
     return [inventory.Entry(a.name, a.ssh, "consul") for a in found if a.name not in saved]
 
 
+def known(inv: inventory.Inventory) -> list[inventory.Entry]:
+    """The saved machines, then those the inventory's store discovered."""
+    return [*inv.hosts, *_discovered(inv)]
+
+
 def machines(args: argparse.Namespace) -> list[Machine]:
     """``--host`` values: URLs, saved names, or ``all``; each becomes a machine named once."""
     inv = inventory.load()
-    known = [*inv.hosts, *_discovered(inv)]
+    found = known(inv)
     out: list[Machine] = []
     for word in args.remotes:
         if word == "all":
-            picked = [(h.name, h.url) for h in known]
+            picked = [(h.name, h.url) for h in found]
             if not picked:
                 raise VxrayError(f"--host all: no machine saved in {inventory.path()} and none discovered")
         elif "://" in word:
             address = parse(word)
             picked = [(address.host or os.path.basename(address.path).removesuffix(".json"), word)]
         else:
-            entry = next((h for h in known if h.name == word), None)
+            entry = next((h for h in found if h.name == word), None)
             if entry is None:
                 raise VxrayError(f"unknown host {word!r}: not an ssh:// or file:// URL, nor saved (`vxray hosts ls`)")
             picked = [(entry.name, entry.url)]
@@ -139,12 +145,19 @@ def _read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
         return 0
     world = World([snap], labels)
     if args.command == "doctor":
-        from diagnostics.doctor import Desired, doctor
+        from diagnostics.doctor import doctor
 
-        findings = doctor(world, Desired())
+        findings = doctor(world, _desired())
         for i, f in enumerate(findings, 1):
             print(f"{i:2}. [{f.likelihood:.0%}] {f.host}: {f.title}")
             print("\n".join(f"      evidence: {e}" for e in f.evidence))
+            if f.fix and f.fix.vxray:
+                print(f"      fix: {f.fix.vxray}")
+            if f.fix and f.fix.native:
+                print(_unprefixed(f"      or:  {f.fix.native}"))
+        if not findings:
+            alone = "" if inventory.load().store else " (no store in the inventory: kernel checks only)"
+            print(f"no findings on {len(ms)} host(s){alone}")
         return 1 if any(f.likelihood >= 0.5 for f in findings) else 0
     from diagnostics.trace import trace
     from tui.cli import _names
@@ -205,6 +218,20 @@ def _unprefixed(line: str) -> str:
     """A native fix names the namespace as the machine itself does: ``on yy3: ip netns exec 1-ab…``."""
     line = re.sub(r"ip netns exec ([^\s:]+):host ", r"on \1: ", line)
     return re.sub(r"ip netns exec ([^\s:]+):(\S+)", r"on \1: ip netns exec \2", line)
+
+
+def _desired() -> Desired:
+    """What the inventory's cluster store says should exist (hosts named as the machines); nothing without one."""
+    from backend.store.registry import open_store
+
+    store_url = inventory.load().store
+    if not store_url:
+        return Desired()
+    store = open_store(store_url)
+    try:
+        return Desired(tuple(store.hosts()), tuple(store.networks()), tuple(store.endpoints()))
+    finally:
+        store.close()
 
 
 def _run_on_one(args: argparse.Namespace, ms: list[Machine], argv: list[str]) -> int:
@@ -311,5 +338,5 @@ def hosts(args: argparse.Namespace) -> int:
         inventory.remove(args.name)
         return _emit(args, {"name": args.name, "removed": True}, f"forgot {args.name}")
     inv = inventory.load()
-    rows = [{"name": h.name, "url": h.url, "source": h.source} for h in [*inv.hosts, *_discovered(inv)]]
+    rows = [{"name": h.name, "url": h.url, "source": h.source} for h in known(inv)]
     return _emit(args, rows, _table(rows, ["name", "url", "source"]) if rows else "(none saved)")
