@@ -83,6 +83,38 @@ async def app_screens(view_path: str) -> None:
         save(app, "app-trace-wide")
 
 
+async def remote_screen(ctx: object) -> None:
+    """The app on three machines given as snapshot files (what `-H file://…` opens): one is missing, so offline."""
+    import json
+    from dataclasses import asdict, replace
+
+    from backend import codec
+    from backend.netns import Scope
+    from backend.observe import labels_for
+    from backend.remote import machine
+    from tui.app import VxrayApp
+    from tui.source import remote
+
+    folder = tempfile.mkdtemp(prefix="vxshot-files-")
+    machines = []
+    for host in ("yy2", "yy3"):
+        ns = f"{NAME}.{host}"
+        snap = collect(Scope(ns, (f"{ns}-*",)), docker="none")
+        labels = replace(labels_for(ctx, snap), offline={})  # type: ignore[arg-type]
+        path = os.path.join(folder, f"{host}.json")
+        with open(path, "w") as f:
+            json.dump({"snapshot": json.loads(codec.dumps(snap)), "labels": asdict(labels), "root": "host"}, f)
+        machines.append(machine(host, f"file://{path}"))
+    machines.append(machine("yy4", f"file://{folder}/yy4.json"))
+    app = VxrayApp(remote(machines))
+    async with app.run_test(size=APP_SIZE) as pilot:
+        while len(app.badges) < 3:
+            await pilot.pause(0.1)
+        app.action_show_tab("Topology")
+        await pilot.pause(0.5)
+        save(app, "app-remote")
+
+
 def save(app: object, name: str) -> None:
     path = app.save_screenshot(f"{name}.svg", os.path.join(ROOT, "screenshots"))  # type: ignore[attr-defined]
     print("wrote", os.path.relpath(path, ROOT))
@@ -103,8 +135,9 @@ def main() -> None:
             print("wrote", os.path.relpath(path, ROOT))
     finally:
         runner.down(NAME)
-    runner.up(spec, text)
+    ctx = runner.up(spec, text)
     try:
+        asyncio.run(remote_screen(ctx))
         asyncio.run(app_screens(os.path.join(ROOT, "tests", "fixtures", "overlay-static.view.json")))
     finally:
         runner.down(NAME)

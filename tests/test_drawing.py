@@ -76,3 +76,11 @@ def test_the_trace_path_covers_both_containers_and_stops_where_the_trace_does() 
     assert delivered.delivered
     path, failed = on_path(delivered)
     assert failed == "" and {"vxshot.yy3-vm33", "vxshot.yy2-vm3", "tunnel yy3 yy2"} <= path
+
+
+def test_an_offline_host_gets_a_box_that_says_why() -> None:
+    snap, labels = _saved()
+    labels = replace(labels, offline={"yy4": "no answer from root@10.193.6.38 within 20 s"})
+    text = _text(draw(snap, labels))
+    assert "┌ yy4 " in text[0]
+    assert any("│ ○ offline: no answer from root@" in t for t in text), "clipped to the box"

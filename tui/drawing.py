@@ -59,6 +59,8 @@ def _box(snap: HostSnapshot, labels: Labels, host: str, vtep: str) -> list[Line]
     by_id = {ns.id: ns for ns in snap.namespaces}
     root = labels.host_netns.get(host, "host" if alone else "")
     body: list[Line] = [[Span(f"{host}" + (f"  VTEP {vtep}" if vtep else ""), root, "Namespaces")]]
+    if host in labels.offline:  # what it last sent (if anything) follows, but first why it is not live
+        body.append([Span(f"○ offline: {labels.offline[host]}", root, "Namespaces")])
     behind: set[str] = set()
     for ns in mine:
         where = labels.containers.get(ns.name) or (f"{labels.networks[ns.name]} sandbox"
