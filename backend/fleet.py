@@ -62,8 +62,7 @@ class Fleet:
                 m.connect()
                 self._set(m.name, m.read(), None)
                 pause = 1.0
-                if hasattr(m, "subscribe"):
-                    m.subscribe()
+                m.subscribe()
                 while not self.stopping.is_set():
                     news = m.changes(0.5)
                     if news is None:

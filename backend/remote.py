@@ -116,6 +116,9 @@ class FileMachine:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise RemoteError(f"{self.name}: cannot read the snapshot {self.address.path}: {exc}") from None
 
+    def subscribe(self) -> None:
+        """A file never changes: nothing to subscribe to."""
+
     def changes(self, timeout: float) -> set[str] | None:
         time.sleep(timeout)
         return set()
