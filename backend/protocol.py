@@ -90,10 +90,13 @@ def changes_state(argv: list[str]) -> bool:
     return (command, action) not in READS and (command, None) not in READS
 
 
+def read_only_refusal(argv: list[str]) -> str | None:
+    """What ``--read-only`` says of ``argv`` — locally, in the client and in the agent alike (None: it may run)."""
+    return f"read-only: refused `{' '.join(argv[:2])}` (it changes state)" if changes_state(argv) else None
+
+
 def refusal(argv: list[str], read_only: bool) -> str | None:
     """Why an agent does not run ``argv`` (None: it does)."""
     if not argv or argv[0] not in RUNNABLE:
         return f"not a vxray operation an agent runs: {(argv or [''])[0]!r} (allowed: {', '.join(sorted(RUNNABLE))})"
-    if read_only and changes_state(argv):
-        return f"read-only: refused `{' '.join(argv[:2])}` (it changes state)"
-    return None
+    return read_only_refusal(argv) if read_only else None

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 from backend import codec, journal
 from backend.errors import VxrayError
 from backend.model import HostSnapshot, Labels
-from backend.protocol import PROTOCOL, Request, changes_state, parse_hello
+from backend.protocol import PROTOCOL, Request, parse_hello, read_only_refusal
 
 CONNECT_SECONDS = 20.0  # ssh + the agent's greeting
 REQUEST_SECONDS = 60.0
@@ -273,8 +273,9 @@ class SshMachine:
         return first
 
     def run(self, argv: list[str]) -> tuple[int, str]:
-        if self.read_only and changes_state(argv):
-            raise RemoteError(f"read-only: refused `{' '.join(argv[:2])}` on {self.name} (it changes state)")
+        why = read_only_refusal(argv) if self.read_only else None
+        if why:
+            raise RemoteError(f"{self.name}: {why}")
         token = uuid.uuid4().hex
         try:
             result = self.request("run", {"argv": argv, "token": token})

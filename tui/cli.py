@@ -15,7 +15,7 @@ from typing import Any
 
 from backend import codec
 from backend.errors import VxrayError
-from backend.protocol import changes_state
+from backend.protocol import read_only_refusal
 from tui import remote_cli
 from tui.grammar import UsageError, keywords, parser
 
@@ -441,11 +441,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }  # fmt: skip
 
 
-def _journaled(args: argparse.Namespace, argv: list[str]) -> int:
+def _journaled(args: argparse.Namespace, command: list[str]) -> int:
     """An operation an agent started: its outcome is recorded on this machine, whoever is still listening."""
     from backend import journal
 
-    command = remote_cli.command_argv(argv)
     journal.started(args.journal, command)
     status = 2
     try:
@@ -470,12 +469,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.words += extra  # iproute2 style: `fdb add MAC --network NET dst IP` mixes words and options
         elif extra:
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+        command = remote_cli.command_argv(argv)
         if args.remotes and args.command not in ("agent", "hosts"):
-            return remote_cli.dispatch(args, remote_cli.command_argv(argv))
-        if args.read_only and changes_state(remote_cli.command_argv(argv)):
-            raise VxrayError(f"read-only: refused `{' '.join(remote_cli.command_argv(argv)[:2])}` (it changes state)")
+            return remote_cli.dispatch(args, command)
+        why = read_only_refusal(command) if args.read_only else None
+        if why:
+            raise VxrayError(why)
         if args.journal:
-            return _journaled(args, argv)
+            return _journaled(args, command)
         return COMMANDS[args.command](args)
     except VxrayError as exc:
         print(f"vxray: {exc}", file=sys.stderr)

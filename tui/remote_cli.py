@@ -25,7 +25,7 @@ from backend import codec, inventory
 from backend.errors import VxrayError
 from backend.fleet import Fleet
 from backend.model import HostSnapshot, Labels
-from backend.protocol import PROTOCOL, RUNNABLE, Hello, changes_state
+from backend.protocol import PROTOCOL, RUNNABLE, Hello, read_only_refusal
 from backend.remote import Machine, Reading, RemoteError, SshMachine, machine, parse
 from diagnostics.doctor import Desired
 from diagnostics.trace import Trace
@@ -241,8 +241,9 @@ def _run_on_one(args: argparse.Namespace, ms: list[Machine], argv: list[str]) ->
     target = next((m for m in ms if m.name == (args.on or ms[0].name)), None)
     if target is None:
         raise VxrayError(f"--on {args.on!r}: not one of the hosts given ({', '.join(m.name for m in ms)})")
-    if args.read_only and changes_state(argv):
-        raise VxrayError(f"read-only: refused `{' '.join(argv[:2])}` (it changes state)")
+    why = read_only_refusal(argv) if args.read_only else None
+    if why:
+        raise VxrayError(why)
     try:
         target.connect()
         status, output = target.run(argv)
@@ -278,7 +279,7 @@ def agent(args: argparse.Namespace) -> int:
     from backend.collect import collect
     from backend.netns import Scope
     from backend.observe import labels_for
-    from tui.cli import _current
+    from tui.cli import _current, _store_args
 
     scope = Scope(args.host_netns, tuple(args.netns), tuple(args.netns_dir))
     name = args.name or socket.gethostname()
@@ -294,18 +295,13 @@ def agent(args: argparse.Namespace) -> int:
 
         os.makedirs(journal.directory(), exist_ok=True)
         with open(journal.output_path(token), "w") as out:
-            proc = subprocess.run([sys.executable, "-m", "tui.cli", *_store_flags(args), "--journal", token, *argv],
+            proc = subprocess.run([sys.executable, "-m", "tui.cli", *_store_args(args), "--journal", token, *argv],
                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         done = journal.outcome(token) or {}
         return int(done.get("status", proc.returncode)), str(done.get("output", ""))
 
     _register(args, name)
     return serve(scope, read, run, Hello(PROTOCOL, vxray_version(), name, args.read_only))
-
-
-def _store_flags(args: argparse.Namespace) -> list[str]:
-    return [*(["--store", args.store] if args.store else []), *(["--store-token", args.store_token]
-                                                               if args.store_token else [])]  # fmt: skip
 
 
 def _register(args: argparse.Namespace, name: str) -> None:
