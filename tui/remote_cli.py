@@ -50,7 +50,8 @@ def _discovered(inv: inventory.Inventory) -> list[inventory.Entry]:
         store = open_store(inv.store)
         found = store.agents()
         store.close()
-    except VxrayError:
+    except VxrayError as exc:
+        print(f"vxray: no discovery: the inventory's store cannot be read: {exc}", file=sys.stderr)
         return []
     saved = {h.name for h in inv.hosts}
     return [inventory.Entry(a.name, a.ssh, "consul") for a in found if a.name not in saved]
