@@ -164,11 +164,11 @@ class SshMachine:
     def connect(self) -> None:
         self.close()
         self.stderr = []
-        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, bufsize=1)  # fmt: skip
+        proc = self.proc = subprocess.Popen(self.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE, text=True, bufsize=1)  # fmt: skip
         hello: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._errors, args=(self.proc,), daemon=True).start()
-        threading.Thread(target=self._lines, args=(self.proc, hello), daemon=True).start()
+        threading.Thread(target=self._errors, args=(proc,), daemon=True).start()
+        threading.Thread(target=self._lines, args=(proc, hello), daemon=True).start()
         try:
             line = hello.get(timeout=CONNECT_SECONDS)
         except queue.Empty:
@@ -176,7 +176,7 @@ class SshMachine:
             raise RemoteError(f"{self.name}: no answer from {self.address.destination} within "
                               f"{CONNECT_SECONDS:.0f} s") from None  # fmt: skip
         if line is None:
-            raise self._why_not()
+            raise self._why_not(proc)  # `proc`, not self.proc: close() from another thread may have cleared it
         greeting = parse_hello(line)
         if greeting.protocol != PROTOCOL:
             self.close()
@@ -184,10 +184,9 @@ class SshMachine:
                               f"{greeting.protocol}; this vxray speaks protocol {PROTOCOL} — install the same "
                               "version on both sides")  # fmt: skip
 
-    def _why_not(self) -> RemoteError:
+    def _why_not(self, proc: subprocess.Popen[str]) -> RemoteError:
         """What ssh said when it ended before the agent greeted: one line an operator can act on."""
-        assert self.proc is not None
-        status = self.proc.wait()
+        status = proc.wait()
         time.sleep(0.05)  # the stderr reader may still be appending its last line
         said = " ".join(self.stderr)
         host = self.address.host

@@ -51,3 +51,11 @@ def test_doctor_view_lists_the_findings(snap_compare: Any) -> None:
 
 def test_the_app_fits_an_80_by_24_terminal(snap_compare: Any) -> None:
     assert snap_compare(_app(), terminal_size=(80, 24), run_before=_on("Links"))
+
+
+def test_the_light_theme_renders_the_topology(snap_compare: Any) -> None:
+    async def light(pilot: Pilot[None]) -> None:
+        pilot.app.theme = "textual-light"
+        await _on("Topology")(pilot)
+
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=light)
