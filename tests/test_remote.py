@@ -266,6 +266,8 @@ def test_the_app_shows_both_remote_hosts_and_badges_the_dropped_one(seed: Remote
             app.dispatch_line("trace vm33 vm3")
             await until(lambda: app.last_trace is not None)
             assert not app.last_trace[2].delivered
+            await pilot.press("f", "y")  # the fix runs on yy3, where the trace stopped, through yy3's agent
+            await until(lambda: app.last_trace is not None and app.last_trace[2].delivered)
             seed.servers.kill("yy2")
             await until(lambda: ("yy2", True) in app.badges)
             assert ("yy3", False) in app.badges

@@ -264,10 +264,11 @@ class VxrayApp(App[None]):
             monitor.close()
 
     @work(thread=True, group="command", exit_on_error=False)
-    def run_command(self, line: str) -> None:
+    def run_command(self, line: str, on: str | None = None) -> None:
+        """``on``: the machine it must run on (a fix: where the trace stopped); default the one selected."""
         flags = [*self.source.flags, *(["--read-only"] if self.read_only else [])]
-        if self.source.follow is not None and self.host:
-            flags += ["--on", self.host]  # several machines: a command runs on the one selected
+        if self.source.follow is not None and (on or self.host):
+            flags += ["--on", on or self.host or ""]  # several machines: a command runs on one of them
         proc = subprocess.run([sys.executable, "-m", "tui.cli", *flags, *shlex.split(line)], capture_output=True,
                               text=True)  # fmt: skip
         self.post_message(CommandFinished(line, proc.returncode, (proc.stdout + proc.stderr).rstrip()))
@@ -589,6 +590,6 @@ class VxrayApp(App[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_command(command)
+                self.run_command(command, on=step.host)
 
         self.push_screen(Confirm(f"Run `vxray {command}` and trace {src} -> {dst} again?"), answered)

@@ -219,8 +219,8 @@ def parser() -> Parser:
                    "/var/lib/vxray/store.db) or consul://HOST:8500[/prefix]")  # fmt: skip
     p.add_argument("--store-token", metavar="TOKEN", help="consul ACL token (default $CONSUL_HTTP_TOKEN)")
     p.add_argument("-H", "--host", dest="remotes", action="append", default=[], metavar="URL|NAME",
-                   help="a machine to act on: ssh://[user@]host[:port], file://SNAPSHOT.json, a name saved with "
-                   "`vxray hosts add`, or 'all' (the saved and discovered ones); repeatable")  # fmt: skip
+                   help="a machine to act on: ssh://[user@]host[:port], file://SNAPSHOT.json, NAME=URL, a name saved "
+                   "with `vxray hosts add`, or 'all' (the saved and discovered ones); repeatable")  # fmt: skip
     p.add_argument("--on", metavar="NAME", help="with several --host: the one a state-changing command runs on")
     p.add_argument("--read-only", action="store_true", help="refuse every command that changes state, on every host")
     p.add_argument("--journal", metavar="TOKEN", help=argparse.SUPPRESS)  # an agent's operation: outcome recorded

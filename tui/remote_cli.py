@@ -72,6 +72,10 @@ def machines(args: argparse.Namespace) -> list[Machine]:
             picked = [(h.name, h.url) for h in found]
             if not picked:
                 raise VxrayError(f"--host all: no machine saved in {inventory.path()} and none discovered")
+        elif "://" in word and "=" in word.split("://")[0]:  # NAME=URL: named without saving it
+            name, url = word.split("=", 1)
+            parse(url)
+            picked = [(name, url)]
         elif "://" in word:
             address = parse(word)
             picked = [(address.host or os.path.basename(address.path).removesuffix(".json"), word)]

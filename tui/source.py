@@ -46,7 +46,9 @@ def remote(machines: list[Machine], read_only: bool = False) -> Source:
         finally:
             fleet.stop()
 
-    flags = [f for m in machines for f in ("--host", m.address.url)] + (["--read-only"] if read_only else [])
+    flags = [f for m in machines for f in ("--host", f"{m.name}={m.address.url}")] + (
+        ["--read-only"] if read_only else []
+    )
     return Source(lambda *_: fleet.view(), None, ", ".join(m.name for m in machines), None, follow, flags)
 
 
