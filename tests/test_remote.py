@@ -266,6 +266,8 @@ def test_the_app_shows_both_remote_hosts_and_badges_the_dropped_one(seed: Remote
             app.dispatch_line("trace vm33 vm3")
             await until(lambda: app.last_trace is not None)
             assert not app.last_trace[2].delivered
+            assert "vm33" in app.vocabulary.containers and f"{seed.lab}.yy3-vm33" in app.vocabulary.namespaces
+            assert app.vocabulary.vteps == {"yy2": "10.193.6.36", "yy3": "10.193.6.37"}, "completion knows the machines"
             await pilot.press("f", "y")  # the fix runs on yy3, where the trace stopped, through yy3's agent
             await until(lambda: app.last_trace is not None and app.last_trace[2].delivered)
             seed.servers.kill("yy2")

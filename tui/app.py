@@ -60,7 +60,7 @@ from tui.source import Source
 from tui.tables import VIEWS, hosts, rows
 from tui.topology import Node as TopoNode
 from tui.topology import tree as topology_tree
-from tui.vocabulary import Vocabulary, build
+from tui.vocabulary import Vocabulary, build, from_machines
 
 HIGHLIGHT_SECONDS = 2.0
 MAX_ROWS = 500  # a table shows this many matching rows; filtering searches them all
@@ -288,6 +288,8 @@ class VxrayApp(App[None]):
 
             self.vocabulary = build(self.source.context().store, event.snapshot, event.labels, runner.running(),
                                     runner.builtin_names())  # fmt: skip
+        elif self.source.follow is not None:  # machines over --host: their own names
+            self.vocabulary = from_machines(event.snapshot, event.labels)
         names = hosts(event.labels, event.snapshot)
         hosts_view = self.query_one("#hosts", ListView)
         shown = [(h, h in event.labels.offline) for h in names]

@@ -7,6 +7,7 @@ rebuilds this vocabulary once, and completers only filter it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from backend.model import HostSnapshot, Labels
@@ -48,16 +49,31 @@ def build(store: Registry, snap: HostSnapshot | None, labels: Labels | None, lab
     )
     if snap is None or labels is None:
         return v
+    return _kernel_names(v, snap, labels)
+
+
+def from_machines(snap: HostSnapshot, labels: Labels) -> Vocabulary:
+    """Machines read over ``--host``: no local store; names come from what they sent, as each machine
+    calls them (``yy3:1-ab…`` is ``1-ab…`` to a command that runs on yy3)."""
+    v = Vocabulary(hosts=sorted(labels.host_netns), networks=dict.fromkeys(sorted(set(labels.networks.values())), ""),
+                   containers=sorted(set(labels.containers.values())),
+                   vteps={labels.hosts[ns.name]: lk.vxlan.local for ns in snap.namespaces for lk in ns.links
+                          if lk.vxlan and lk.vxlan.local and ns.name in labels.hosts})  # fmt: skip
+    return _kernel_names(v, snap, labels, lambda name: name.split(":", 1)[-1])
+
+
+def _kernel_names(v: Vocabulary, snap: HostSnapshot, labels: Labels,
+                  local: Callable[[str], str] = lambda name: name) -> Vocabulary:  # fmt: skip
     by_container = labels.containers
     macs: set[str] = set()
     for ns in snap.namespaces:
-        v.namespaces.append(ns.name)
+        v.namespaces.append(local(ns.name))
         devices = sorted(lk.name for lk in ns.links)
-        v.devices[ns.name] = devices
+        v.devices[local(ns.name)] = devices
         if ns.name in by_container:
             v.devices[by_container[ns.name]] = devices
         if ns.name in labels.networks:
-            v.sandboxes.setdefault(labels.networks[ns.name], ns.name)
+            v.sandboxes.setdefault(labels.networks[ns.name], local(ns.name))
         macs.update(e.mac for e in ns.fdb if e.mac)
     v.fdb_macs = sorted(macs)
     v.namespaces.sort()
