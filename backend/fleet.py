@@ -16,7 +16,6 @@ from dataclasses import replace
 from backend.errors import VxrayError
 from backend.merge import merge
 from backend.model import HostSnapshot, Labels
-from backend.protocol import ProtocolError
 from backend.remote import Machine, Reading
 
 MAX_BACKOFF = 30.0
@@ -69,7 +68,7 @@ class Fleet:
                         raise VxrayError(f"{m.name}: the connection dropped")
                     if news:
                         self._set(m.name, m.read(), None)
-            except (VxrayError, ProtocolError, OSError) as exc:
+            except (VxrayError, OSError) as exc:
                 m.close()
                 if self.stopping.is_set():
                     return

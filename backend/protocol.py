@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from backend.errors import VxrayError
+
 PROTOCOL = 1
 
 # vxray commands an agent runs for a client: (command, action); None: any action / a command without one
@@ -48,7 +50,7 @@ class Request:
         return json.dumps({"id": self.id, "op": self.op, "args": self.args})
 
 
-class ProtocolError(ValueError):
+class ProtocolError(VxrayError, ValueError):
     """A line that is not a message of this protocol."""
 
 

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 from backend import codec, journal
 from backend.errors import VxrayError
 from backend.model import HostSnapshot, Labels
-from backend.protocol import PROTOCOL, Request, parse_hello, read_only_refusal
+from backend.protocol import PROTOCOL, ProtocolError, Request, parse_hello, read_only_refusal
 
 CONNECT_SECONDS = 20.0  # ssh + the agent's greeting
 REQUEST_SECONDS = 60.0
@@ -164,8 +164,11 @@ class SshMachine:
     def connect(self) -> None:
         self.close()
         self.stderr = []
-        proc = self.proc = subprocess.Popen(self.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=subprocess.PIPE, text=True, bufsize=1)  # fmt: skip
+        try:
+            proc = self.proc = subprocess.Popen(self.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                                stderr=subprocess.PIPE, text=True, bufsize=1)  # fmt: skip
+        except OSError as exc:
+            raise RemoteError(f"{self.name}: cannot run ssh: {exc.strerror} (install openssh-client)") from None
         hello: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._errors, args=(proc,), daemon=True).start()
         threading.Thread(target=self._lines, args=(proc, hello), daemon=True).start()
@@ -177,7 +180,12 @@ class SshMachine:
                               f"{CONNECT_SECONDS:.0f} s") from None  # fmt: skip
         if line is None:
             raise self._why_not(proc)  # `proc`, not self.proc: close() from another thread may have cleared it
-        greeting = parse_hello(line)
+        try:
+            greeting = parse_hello(line)
+        except ProtocolError as exc:
+            self.close()
+            raise RemoteError(f"{self.name}: {exc} — does a login script on {self.address.host} print to "
+                              "standard output?") from None  # fmt: skip
         if greeting.protocol != PROTOCOL:
             self.close()
             raise RemoteError(f"{self.name}: {self.address.host} runs vxray {greeting.version} speaking protocol "

@@ -179,6 +179,7 @@ def test_connection_failures_say_why_in_one_line(seed: Remote, tmp_path: Path) -
         (lambda: machine("yy3", url, ssh_config=str(strict)), "the SSH host key of 10.193.6.37 is unknown"),
         (lambda: machine("yy3", url + "&command=/nonexistent/vxray"), "vxray is not installed on 10.193.6.37"),
         (lambda: machine("yy3", url + "&command=" + _old_agent(tmp_path)), "speaking protocol 99; this vxray speaks"),
+        (lambda: machine("yy3", url + "&command=" + _chatty(tmp_path)), "does a login script on 10.193.6.37 print"),
     ]
     for make, message in cases:
         m = make()
@@ -187,6 +188,14 @@ def test_connection_failures_say_why_in_one_line(seed: Remote, tmp_path: Path) -
         assert "\n" not in str(err.value)
     with pytest.raises(VxrayError, match="bad host 'ssh://:22': no host name"):
         machine("x", "ssh://:22")
+
+
+def _chatty(tmp_path: Path) -> str:
+    """A remote side that prints a banner before anything else, as some login scripts do."""
+    script = tmp_path / "ssh" / "chatty"
+    script.write_text("#!/bin/sh\necho 'Welcome to yy3!'\ncat >/dev/null\n")
+    script.chmod(0o755)
+    return str(script)
 
 
 def _old_agent(tmp_path: Path) -> str:
