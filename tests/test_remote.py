@@ -108,6 +108,11 @@ def test_static_entries_added_over_ssh_make_the_trace_and_the_ping_go_through(
     sh("ip", "netns", "exec", f"{seed.lab}.yy3-vm33", "ping", "-c", "1", "-W", "2", "172.21.0.1")
 
 
+def test_the_shell_runs_every_line_on_the_machines_given(seed: Remote, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = _out(capsys, ["-H", "yy2", "-H", "yy3", "shell", "-c", "trace vm33 vm3"])
+    assert status == 1 and "ARP request unanswered" in out and "on yy3: ip netns exec" in out, err
+
+
 def test_a_live_trace_captures_on_both_remote_hosts_and_agrees_with_the_simulation(
     seed: Remote, capsys: pytest.CaptureFixture[str]
 ) -> None:

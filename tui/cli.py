@@ -252,9 +252,11 @@ def _current(args: argparse.Namespace) -> tuple[Any, str | None]:
 
 
 def _store_args(args: argparse.Namespace) -> list[str]:
-    """The global store flags as given, to pass on (to the shell's commands, to the app's source)."""
+    """The global flags as given, to pass on (to the shell's commands, to the app's source, to an agent's
+    operations): the store, the machines (``--host``, ``--on``) and ``--read-only``."""
     return [*(["--store", args.store] if args.store else []),
             *(["--store-token", args.store_token] if args.store_token else []),
+            *(f for r in args.remotes for f in ("--host", r)), *(["--on", args.on] if args.on else []),
             *(["--read-only"] if args.read_only else [])]  # fmt: skip
 
 

@@ -114,6 +114,11 @@ def read_all(ms: list[Machine]) -> tuple[HostSnapshot, Labels]:
 
 def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     """A command given with ``--host``: read the machines, or run it on one of them."""
+    if args.command == "shell":  # every line runs with the same --host flags
+        from tui import shell
+
+        machines(args)  # a bad --host is reported before the prompt
+        return shell.main(args)
     if args.command not in READERS | RUNNABLE:
         raise VxrayError(f"{args.command} acts on this machine; it does not take --host")
     ms = machines(args)
