@@ -15,20 +15,19 @@ or a child process prints can corrupt the stream.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any, TextIO
 
-from backend import codec, journal
+from backend import journal
 from backend.errors import VxrayError
 from backend.model import HostSnapshot, Labels
 from backend.netns import Scope
 from backend.protocol import PROTOCOL, Hello, ProtocolError, event, parse_request, refusal, reply
+from backend.remote import Reading
 
 Reader = Callable[[], tuple[HostSnapshot, Labels, str]]  # snapshot, labels, the machine's own namespace label
 Runner = Callable[[list[str], str], tuple[int, str]]  # argv, journal token -> exit status, output
@@ -69,7 +68,7 @@ class Agent:
             return "pong"
         if op == "snapshot":
             snap, labels, root = self.read()
-            return {"snapshot": json.loads(codec.dumps(snap)), "labels": asdict(labels), "root": root}
+            return Reading(snap, labels, root).as_data()
         if op == "subscribe":
             if self.watcher is None:
                 self.watcher = threading.Thread(target=self._watch, daemon=True)

@@ -21,7 +21,7 @@ import subprocess
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -91,6 +91,10 @@ class Reading:
     snapshot: HostSnapshot
     labels: Labels
     root: str
+
+    def as_data(self) -> dict[str, Any]:
+        """The agent's answer to ``snapshot``, and what ``file://`` reads back."""
+        return {"snapshot": json.loads(codec.dumps(self.snapshot)), "labels": asdict(self.labels), "root": self.root}
 
 
 def _reading(data: dict[str, Any]) -> Reading:

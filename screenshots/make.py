@@ -53,15 +53,10 @@ async def app_screens(view_path: str) -> None:
     async with app.run_test(size=APP_SIZE) as pilot:
         while app.snapshot is None:
             await pilot.pause(0.1)
-        app.action_show_tab("Topology")
-        await pilot.pause(0.5)
-        save(app, "app-topology")
-        app.action_show_tab("Links")
-        await pilot.pause(0.5)
-        save(app, "app-links")
-        app.action_show_tab("FDB")
-        await pilot.pause(0.2)
-        save(app, "app-fdb")
+        for tab in ("Topology", "Links", "FDB"):
+            app.action_show_tab(tab)
+            await pilot.pause(0.5)
+            save(app, f"app-{tab.lower()}")
         app.dispatch_line("trace vm33 vm3")
         await pilot.pause(0.2)
         save(app, "app-trace-dropped")
@@ -86,12 +81,11 @@ async def app_screens(view_path: str) -> None:
 async def remote_screen(ctx: object) -> None:
     """The app on three machines given as snapshot files (what `-H file://…` opens): one is missing, so offline."""
     import json
-    from dataclasses import asdict, replace
+    from dataclasses import replace
 
-    from backend import codec
     from backend.netns import Scope
     from backend.observe import labels_for
-    from backend.remote import machine
+    from backend.remote import Reading, machine
     from tui.app import VxrayApp
     from tui.source import remote
 
@@ -103,7 +97,7 @@ async def remote_screen(ctx: object) -> None:
         labels = replace(labels_for(ctx, snap), offline={})  # type: ignore[arg-type]
         path = os.path.join(folder, f"{host}.json")
         with open(path, "w") as f:
-            json.dump({"snapshot": json.loads(codec.dumps(snap)), "labels": asdict(labels), "root": "host"}, f)
+            json.dump(Reading(snap, labels, "host").as_data(), f)
         machines.append(machine(host, f"file://{path}"))
     machines.append(machine("yy4", f"file://{folder}/yy4.json"))
     app = VxrayApp(remote(machines))

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, replace
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 
 from backend import codec, inventory
@@ -142,8 +142,7 @@ def _read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
             got = ms[0].read()
         finally:
             ms[0].close()
-        print(json.dumps({"snapshot": json.loads(codec.dumps(got.snapshot)), "labels": asdict(got.labels),
-                          "root": got.root}))  # fmt: skip
+        print(json.dumps(got.as_data()))
         return 0
     snap, labels = read_all(ms)
     for name, why in labels.offline.items():
