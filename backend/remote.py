@@ -149,6 +149,8 @@ class SshMachine:
         self.ssh_config = ssh_config or os.environ.get("VXRAY_SSH_CONFIG")
         self.command = address.command or command or os.environ.get("VXRAY_REMOTE_COMMAND") or "vxray"
         self.proc: subprocess.Popen[str] | None = None
+        self.gone = threading.Event()  # set when the connection's answers stop: ssh may not have exited yet
+        self.gone.set()
         self.pending: dict[int, _Pending] = {}
         self.events: queue.Queue[set[str] | None] = queue.Queue()
         self.next_id = 0
@@ -168,6 +170,7 @@ class SshMachine:
     def connect(self) -> None:
         self.close()
         self.stderr = []
+        gone = self.gone = threading.Event()
         try:
             proc = self.proc = subprocess.Popen(self.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                                 stderr=subprocess.PIPE, text=True, bufsize=1)  # fmt: skip
@@ -175,7 +178,7 @@ class SshMachine:
             raise RemoteError(f"{self.name}: cannot run ssh: {exc.strerror} (install openssh-client)") from None
         hello: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._errors, args=(proc,), daemon=True).start()
-        threading.Thread(target=self._lines, args=(proc, hello), daemon=True).start()
+        threading.Thread(target=self._lines, args=(proc, hello, gone), daemon=True).start()
         try:
             line = hello.get(timeout=CONNECT_SECONDS)
         except queue.Empty:
@@ -221,7 +224,7 @@ class SshMachine:
             if line.strip():
                 self.stderr = [*self.stderr[-20:], line.strip()]
 
-    def _lines(self, proc: subprocess.Popen[str], hello: queue.Queue[str | None]) -> None:
+    def _lines(self, proc: subprocess.Popen[str], hello: queue.Queue[str | None], gone: threading.Event) -> None:
         assert proc.stdout is not None
         greeted = False
         for line in proc.stdout:
@@ -240,15 +243,17 @@ class SshMachine:
                 waiting.done.set()
         if not greeted:
             hello.put(None)
+        with self.lock:  # a request either sees `gone` or is registered before it and woken here
+            gone.set()
         self.events.put(None)  # the connection is gone
         for waiting in list(self.pending.values()):
             waiting.done.set()  # without an answer: dropped
 
     def request(self, op: str, args: dict[str, Any] | None = None, timeout: float = REQUEST_SECONDS) -> Any:
         proc = self.proc
-        if proc is None or proc.poll() is not None or proc.stdin is None:
-            raise RemoteError(f"{self.name}: not connected")
         with self.lock:
+            if proc is None or self.gone.is_set() or proc.stdin is None:
+                raise RemoteError(f"{self.name}: not connected")
             self.next_id += 1
             req = Request(self.next_id, op, args or {})
             waiting = self.pending[req.id] = _Pending()
@@ -314,7 +319,7 @@ class SshMachine:
     def _ask_outcome(self, token: str) -> dict[str, Any] | None:
         """The journal record of ``token``; None while the machine cannot be asked."""
         try:
-            if self.proc is None or self.proc.poll() is not None:
+            if self.proc is None or self.gone.is_set():
                 self.connect()
             return dict(self.request("outcome", {"token": token}))
         except RemoteError:

@@ -22,7 +22,7 @@ import pytest
 from consul_standin import ConsulStandin
 from sshd import Servers, vxray_command
 
-from backend import inventory
+from backend import inventory, journal
 from backend.errors import VxrayError
 from backend.fleet import Fleet
 from backend.lab import runner
@@ -212,16 +212,16 @@ def _old_agent(tmp_path: Path) -> str:
     return str(script)
 
 
+def until(ready: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.1)
+
+
 def test_a_dropped_host_goes_offline_the_other_stays_live_and_it_reconnects(seed: Remote) -> None:
     fleet = Fleet([machine("yy2", seed.url("yy2", "10.193.6.36")), machine("yy3", seed.url("yy3", "10.193.6.37"))])
     fleet.start()
-
-    def until(ready: Callable[[], bool], timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not ready():
-            assert time.monotonic() < deadline, f"never happened; offline: {fleet.offline}"
-            time.sleep(0.1)
-
     try:
         until(lambda: not fleet.offline)
         seed.servers.kill("yy2")
@@ -238,12 +238,14 @@ def test_a_dropped_host_goes_offline_the_other_stays_live_and_it_reconnects(seed
 def test_an_operation_cut_off_by_a_drop_reports_how_it_ended_on_the_machine(seed: Remote) -> None:
     m = machine("yy3", seed.url("yy3", "10.193.6.37"))
     m.connect()
+    journal_dir = Path(journal.directory())  # yy3's: the test's machines share this file system
     got: dict[str, tuple[int, str]] = {}
     try:
         assert m.request("outcome", {"token": uuid.uuid4().hex}) == {"state": "unknown"}
         worker = threading.Thread(target=lambda: got.update(run=m.run(["ping", "vm33", "172.21.0.1", "-c", "3"])))
         worker.start()
-        time.sleep(1.0)  # the operation runs on yy3 (about 3 s: the static overlay drops every echo)
+        # the operation runs on yy3 (about 3 s: the static overlay drops every echo); its journal says so
+        until(lambda: any(json.loads(p.read_text())["state"] == "running" for p in journal_dir.glob("*.json")))
         seed.servers.kill("yy3")  # sshd and the agent die; the operation, in its own session, goes on
         time.sleep(1.0)
         seed.restart("yy3")

@@ -447,8 +447,7 @@ def _journaled(args: argparse.Namespace, command: list[str]) -> int:
     """An operation an agent started: its outcome is recorded on this machine, whoever is still listening."""
     from backend import journal
 
-    journal.started(args.journal, command)
-    status = 2
+    status = 2  # the agent recorded its start
     try:
         status = COMMANDS[args.command](args)
     except VxrayError as exc:

@@ -302,11 +302,14 @@ def agent(args: argparse.Namespace) -> int:
         """Its own process in its own session, printing to a file: it finishes, and says how, if we are cut off."""
         from backend import journal
 
-        os.makedirs(journal.directory(), exist_ok=True)
+        journal.started(token, argv)  # before it runs: a client cut off from here on learns it started
         with open(journal.output_path(token), "w") as out:
             proc = subprocess.run([sys.executable, "-m", "tui.cli", *_store_args(args), "--journal", token, *argv],
                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         done = journal.outcome(token) or {}
+        if done.get("state") != "done":  # it died before recording its end (it could not even start)
+            journal.finished(token, argv, proc.returncode)
+            done = journal.outcome(token) or {}
         return int(done.get("status", proc.returncode)), str(done.get("output", ""))
 
     _register(args, name)
