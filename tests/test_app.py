@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from rich.style import Style
 from rich.text import Text
+from textual.command import CommandList
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Select, Static
 
@@ -212,7 +213,12 @@ def test_the_command_palette_offers_every_action_and_a_trace_per_pair(seed: str)
             await pilot.press("ctrl+p")
             for ch in "Trace vm33 -> vm3":
                 await pilot.press({" ": "space", ">": "greater_than_sign", "-": "minus"}.get(ch, ch))
-            await pilot.pause(0.5)
+
+            def offered() -> bool:
+                palette = app.screen.query_one(CommandList)
+                return palette.option_count > 0 and "Trace vm33 -> vm3" in str(palette.get_option_at_index(0).prompt)
+
+            await _until(pilot, offered)
             await pilot.press("enter")
             await _until(pilot, lambda: app.last_trace is not None)
             assert app.last_trace[:2] == ("vm33", "vm3") and app.active_view() == "Trace"
