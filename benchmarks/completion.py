@@ -14,34 +14,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
-from backend.lab import runner
-from backend.lab.spec import dump
-from benchmarks.trace import load
+from benchmarks.workload import load, median, overlay_lab
 from tui.completer import VxrayCompleter
 from tui.shell import Shell
 
-LAB = f"vxbt{os.getpid()}"
+LAB = f"vxbc{os.getpid()}"
 LINES = ["fdb del ", "fdb del 02:01:00:00:1", "fdb add ", "show fdb dev ", "arp add 172.21.0.1 ", "network inspect "]
-
-
-def median_ms(fn: Callable[[], object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
 
 
 def main() -> None:
@@ -49,13 +35,8 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=10000)
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("vxray needs root (CAP_NET_ADMIN) to build the workload")
-    os.environ["VXRAY_HOME"] = tempfile.mkdtemp(prefix="vxbc-home-")
-    spec = runner.load("overlay-static", LAB)[0]
-    runner.up(spec, dump(spec))
-    try:
-        load(args.entries, 0, LAB)
+    with overlay_lab(LAB):
+        load(LAB, args.entries)
         sh = Shell(host="yy3")
         start = time.perf_counter()
         sh.refresh()
@@ -71,11 +52,9 @@ def main() -> None:
         for line in LINES:
             doc = Document(line)
             n = len(list(fast.get_completions(doc, CompleteEvent())))
-            mine = median_ms(lambda d=doc: list(fast.get_completions(d, CompleteEvent())), args.runs)
-            base = median_ms(lambda d=doc: list(slow.get_completions(d, CompleteEvent())), max(3, args.runs // 10))
+            mine = median(lambda d=doc: list(fast.get_completions(d, CompleteEvent())), args.runs) * 1000
+            base = median(lambda d=doc: list(slow.get_completions(d, CompleteEvent())), max(3, args.runs // 10)) * 1000
             rows.append((line, n, mine, base))
-    finally:
-        runner.down(LAB)
     print(f"workload: {len(sh.vocabulary.fdb_macs)} MACs in FDB tables, {len(sh.vocabulary.namespaces)} namespaces; "
           f"vocabulary read once between commands in {refreshed:.1f} ms")  # fmt: skip
     print(f"{'line':<24} {'offers':>6} {'per keystroke':>14} {'re-reading':>11} {'ratio':>6}")

@@ -30,6 +30,7 @@ from backend.lab import runner
 from backend.lab.spec import parse
 from backend.netns import RUN_NETNS
 from backend.ops.containers import host_ifname, mac_for
+from benchmarks.workload import need_root
 
 PREFIX = f"vxb{os.getpid()}"
 HOSTS = {"h1": "10.1.0.1", "h2": "10.1.0.2"}
@@ -134,8 +135,7 @@ def main() -> None:
     parser.add_argument("--containers", type=int, default=50, help="containers per host")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("vxray needs root (CAP_NET_ADMIN) to build labs")
+    need_root("build labs")
     os.environ["VXRAY_HOME"] = tempfile.mkdtemp(prefix="vxb-home-")
     base, mine = [], []
     try:

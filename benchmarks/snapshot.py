@@ -18,24 +18,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from backend.collect import collect
 from backend.netns import Scope
+from benchmarks.workload import median, run
 
 PREFIX = f"vxbench{os.getpid()}-"
 HOST = f"{PREFIX}host"
-
-
-def run(*argv: str, stdin: str | None = None) -> None:
-    subprocess.run(argv, input=stdin, text=True, check=True, capture_output=True)
 
 
 def build(containers: int, entries: int, rules: int) -> list[str]:
@@ -94,15 +89,6 @@ def vxray() -> None:
     assert len(snap.namespaces) > 1
 
 
-def timed(fn: Callable[[], None], runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--containers", type=int, default=200)
@@ -116,8 +102,8 @@ def main() -> int:
         print(f"workload: {len(names)} namespaces, {args.entries} FDB + {args.entries} neighbours, "
               f"{args.rules} DNAT rules (built in {time.perf_counter() - t:.1f} s)")  # fmt: skip
         vxray()  # warm-up: imports, page cache
-        base = timed(lambda: baseline(names), args.runs)
-        ours = timed(vxray, args.runs)
+        base = median(lambda: baseline(names), args.runs)
+        ours = median(vxray, args.runs)
         tracemalloc.start()
         vxray()
         _, peak = tracemalloc.get_traced_memory()

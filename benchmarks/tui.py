@@ -21,14 +21,11 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from backend.lab import runner
-from backend.lab.spec import dump
-from benchmarks.trace import load
+from benchmarks.workload import load, overlay_lab
 from tui.app import VxrayApp
 from tui.source import live
 from tui.tables import VIEWS
@@ -109,16 +106,9 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=10000)
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("vxray needs root (CAP_NET_ADMIN) to build the workload")
-    os.environ["VXRAY_HOME"] = tempfile.mkdtemp(prefix="vxbu-home-")
-    spec = runner.load("overlay-static", LAB)[0]
-    runner.up(spec, dump(spec))
-    try:
-        load(args.entries, 0, LAB)
+    with overlay_lab(LAB):
+        load(LAB, args.entries)
         m = asyncio.run(measure(args.runs))
-    finally:
-        runner.down(LAB)
     polling = 0.5 + m["read"]
     print(f"workload: FDB view of host yy3 with {int(m['rows'])} rows, {args.entries} neighbours beside")
     print(f"first full paint        : {m['first paint'] * 1000:8.1f} ms (target <= 1000 ms); median of 5 starts, "
