@@ -16,7 +16,7 @@ from itertools import pairwise
 
 from backend.model import HostSnapshot, Labels, Link
 from diagnostics.trace import Trace
-from tui.tables import hosts
+from tui.tables import hosts, vteps
 
 BOX_WIDTH = 38  # two hosts fit an 80-column terminal
 
@@ -95,8 +95,7 @@ def _box(snap: HostSnapshot, labels: Labels, host: str, vtep: str) -> list[Line]
 
 def tunnels(snap: HostSnapshot, labels: Labels, order: list[str]) -> tuple[list[Tunnel], list[str]]:
     """The host pairs some VXLAN FDB joins, and the remote VTEPs no known host owns."""
-    vteps = {lk.vxlan.local: labels.hosts.get(ns.name, "") for ns in snap.namespaces for lk in ns.links
-             if lk.vxlan and lk.vxlan.local}  # fmt: skip
+    owners = vteps(snap, labels)
     edges: dict[tuple[str, str, int], set[str]] = {}
     strays: list[str] = []
     for ns in snap.namespaces:
@@ -105,7 +104,7 @@ def tunnels(snap: HostSnapshot, labels: Labels, order: list[str]) -> tuple[list[
             if lk.vxlan is None or src not in order:
                 continue
             for dst in sorted({e.dst for e in ns.fdb if e.device == lk.name and e.dst and e.dst != "0.0.0.0"}):
-                other = vteps.get(dst, "")
+                other = owners.get(dst, "")
                 if other not in order or other == src:
                     strays.append(f"{src} {lk.name} → {dst} (no known host)")
                     continue
@@ -119,9 +118,8 @@ def tunnels(snap: HostSnapshot, labels: Labels, order: list[str]) -> tuple[list[
 def draw(snap: HostSnapshot, labels: Labels) -> list[Line]:
     """Host boxes side by side, then one lane per tunnel between the boxes it joins."""
     order = [h for h in hosts(labels, snap) if h != "underlay"]
-    vteps = {labels.hosts.get(ns.name, ""): lk.vxlan.local for ns in snap.namespaces for lk in ns.links
-             if lk.vxlan and lk.vxlan.local}  # fmt: skip
-    boxes = [_box(snap, labels, h, vteps.get(h, "")) for h in order]
+    local = {host: address for address, host in vteps(snap, labels).items()}
+    boxes = [_box(snap, labels, h, local.get(h, "")) for h in order]
     inner = BOX_WIDTH - 4
     height = max((len(b) for b in boxes), default=0)
     lines: list[Line] = [[] for _ in range(height + 2)]

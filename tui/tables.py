@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from backend.model import HostSnapshot, Labels, Namespace
-from tui.summary import ref
+from tui.summary import multicast, ref
 
 Row = tuple[str, tuple[str, ...]]  # key, cells
 
@@ -80,8 +80,8 @@ def _vxlan(ns: Namespace, labels: Labels, owners: dict[str, str]) -> Iterator[Ro
 
 def _fdb(ns: Namespace, labels: Labels, owners: dict[str, str]) -> Iterator[Row]:
     for e in ns.fdb:
-        if e.mac and int(e.mac[:2], 16) & 1:
-            continue  # kernel-made multicast entries
+        if multicast(e):
+            continue
         where = f"dst {e.dst}" if e.dst else f"master {e.master}" if e.master else ""
         yield f"{ns.id}/{e.device}/{e.mac}/{e.dst}", (_who(labels, ns), e.mac, e.device, where, e.state,
                                                       owners.get(e.mac, ""))  # fmt: skip
@@ -144,3 +144,9 @@ def hosts(labels: Labels, snap: HostSnapshot) -> list[str]:
     names += sorted({h for h in labels.hosts.values() if h not in names})
     names += [h for h in labels.offline if h not in names]  # never reached: listed, badged offline
     return names or [snap.host]
+
+
+def vteps(snap: HostSnapshot, labels: Labels) -> dict[str, str]:
+    """VTEP address -> the host whose VXLAN device sends from it (namespaces of no known host left out)."""
+    return {lk.vxlan.local: labels.hosts[ns.name] for ns in snap.namespaces for lk in ns.links
+            if lk.vxlan and lk.vxlan.local and ns.name in labels.hosts}  # fmt: skip

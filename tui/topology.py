@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from backend.model import HostSnapshot, Labels, Link, Namespace
-from tui.tables import hosts
+from tui.tables import hosts, vteps
 
 
 @dataclass
@@ -27,11 +27,11 @@ def _addresses(lk: Link) -> str:
     return " ".join(a.cidr for a in lk.addresses if a.scope != "link" and ":" not in a.address)
 
 
-def _port(snap: HostSnapshot, labels: Labels, ns: Namespace, port: Link, vteps: dict[str, str]) -> Node:
+def _port(snap: HostSnapshot, labels: Labels, ns: Namespace, port: Link, owners: dict[str, str]) -> Node:
     if port.vxlan is not None:
         dsts = sorted({e.dst for e in ns.fdb if e.device == port.name and e.dst})
         node = Node(f"{port.name} VXLAN VNI {port.vxlan.vni} UDP {port.vxlan.dstport}", port.name, "VXLAN")
-        node.children = [Node(f"⇄ tunnel to {dst} ({vteps.get(dst, 'no known host')})", dst, "FDB") for dst in dsts]
+        node.children = [Node(f"⇄ tunnel to {dst} ({owners.get(dst, 'no known host')})", dst, "FDB") for dst in dsts]
         if not dsts:
             node.children = [Node("no tunnel: no FDB entry with a remote VTEP", port.name, "FDB")]
         return node
@@ -46,12 +46,11 @@ def _port(snap: HostSnapshot, labels: Labels, ns: Namespace, port: Link, vteps: 
 
 def tree(snap: HostSnapshot, labels: Labels) -> list[Node]:
     """One node per host: its namespaces' bridges with their ports, and its VXLAN tunnels."""
-    vteps = {lk.vxlan.local: labels.hosts.get(ns.name, "?") for ns in snap.namespaces for lk in ns.links
-             if lk.vxlan and lk.vxlan.local}  # fmt: skip
+    owners = vteps(snap, labels)
     out = []
     for host in hosts(labels, snap):
         mine = [ns for ns in snap.namespaces if labels.hosts.get(ns.name) == host]
-        vtep = next((a for a, h in vteps.items() if h == host), "")
+        vtep = next((a for a, h in owners.items() if h == host), "")
         node = Node(f"{host}" + (f"  VTEP {vtep}" if vtep else ""), host, "Namespaces")
         for ns in mine:
             where = labels.containers.get(ns.name) or (f"{labels.networks[ns.name]} sandbox"
@@ -60,9 +59,9 @@ def tree(snap: HostSnapshot, labels: Labels) -> list[Node]:
                 bridge = ns.link(br)
                 text = f"{br} bridge {_addresses(bridge) if bridge else ''}".rstrip()
                 node.children.append(Node(f"{where}: {text}", br, "Bridges",
-                                          [_port(snap, labels, ns, p, vteps) for p in ports]))  # fmt: skip
+                                          [_port(snap, labels, ns, p, owners) for p in ports]))  # fmt: skip
             for lk in ns.links:
                 if lk.vxlan is not None and not lk.master:  # flannel.1: routed, not on a bridge
-                    node.children.append(_port(snap, labels, ns, lk, vteps))
+                    node.children.append(_port(snap, labels, ns, lk, owners))
         out.append(node)
     return out

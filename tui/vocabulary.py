@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from backend.model import HostSnapshot, Labels
 from backend.records import Endpoint
 from backend.store.registry import Registry
+from tui import tables
 
 
 @dataclass
@@ -55,10 +56,12 @@ def build(store: Registry, snap: HostSnapshot | None, labels: Labels | None, lab
 def from_machines(snap: HostSnapshot, labels: Labels) -> Vocabulary:
     """Machines read over ``--host``: no local store; names come from what they sent, as each machine
     calls them (``yy3:1-ab…`` is ``1-ab…`` to a command that runs on yy3)."""
-    v = Vocabulary(hosts=sorted(labels.host_netns), networks=dict.fromkeys(sorted(set(labels.networks.values())), ""),
-                   containers=sorted(set(labels.containers.values())),
-                   vteps={labels.hosts[ns.name]: lk.vxlan.local for ns in snap.namespaces for lk in ns.links
-                          if lk.vxlan and lk.vxlan.local and ns.name in labels.hosts})  # fmt: skip
+    v = Vocabulary(
+        hosts=sorted(labels.host_netns),
+        networks=dict.fromkeys(sorted(set(labels.networks.values())), ""),
+        containers=sorted(set(labels.containers.values())),
+        vteps={host: address for address, host in tables.vteps(snap, labels).items()},
+    )
     return _kernel_names(v, snap, labels, lambda name: name.split(":", 1)[-1])
 
 
