@@ -370,10 +370,7 @@ class VxrayApp(App[None]):
             return
         owner = next((f"{ns} {lk.name}" for ns, lk in self._owners(target)), "no namespace here")
         self.log_line(f"{target}: {owner}")
-        self.text = target
-        box = self.query_one("#filter", Input)
-        box.display, box.value = True, target
-        self.action_show_tab("Neighbours" if event.data_table.id != "table-Neighbours" else "FDB")
+        self.action_jump("Neighbours" if event.data_table.id != "table-Neighbours" else "FDB", target)
 
     def _owners(self, target: str) -> list[tuple[str, Any]]:
         if self.world is None:
@@ -525,10 +522,9 @@ class VxrayApp(App[None]):
     def show_doctor(self) -> None:
         if self.world is None:
             return
-        want = Desired()
-        if self.source.context is not None:
-            store = self.source.context().store
-            want = Desired(tuple(store.hosts()), tuple(store.networks()), tuple(store.endpoints()))
+        from tui.cli import _wanted
+
+        want = _wanted(self.source.context().store) if self.source.context is not None else Desired()
         self.findings = doctor(self.world, want)
         table = self.query_one("#doctor", DataTable)
         table.clear()

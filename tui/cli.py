@@ -11,13 +11,17 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend import codec
 from backend.errors import VxrayError
 from backend.protocol import read_only_refusal
 from tui import remote_cli
 from tui.grammar import UsageError, keywords, parser
+
+if TYPE_CHECKING:  # imported where used: `vxray` starts fast whatever the command
+    from backend.store.registry import Registry
+    from diagnostics.doctor import Desired, Finding
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> int:
@@ -389,24 +393,36 @@ def _shell(args: argparse.Namespace) -> int:
     return shell.main(args)
 
 
+def _wanted(store: Registry) -> Desired:
+    """What a store says should exist: what the doctor compares the kernel with."""
+    from diagnostics.doctor import Desired
+
+    return Desired(tuple(store.hosts()), tuple(store.networks()), tuple(store.endpoints()))
+
+
+def doctor_lines(findings: list[Finding], native: Callable[[str], str] = str) -> list[str]:
+    """Findings as the doctor prints them; ``native`` rewrites the plain-Linux fix (namespaces of a machine)."""
+    lines = []
+    for i, f in enumerate(findings, 1):
+        lines.append(f"{i:2}. [{f.likelihood:.0%}] {f.host}: {f.title}")
+        lines += [f"      evidence: {e}" for e in f.evidence]
+        if f.fix and f.fix.vxray:
+            lines.append(f"      fix: {f.fix.vxray}")
+        if f.fix and f.fix.native:
+            lines.append(native(f"      or:  {f.fix.native}"))
+    return lines
+
+
 def _doctor(args: argparse.Namespace) -> int:
-    from diagnostics.doctor import Desired, doctor
+    from diagnostics.doctor import doctor
 
     ctx, world, _ = _observed(args)
-    want = Desired(tuple(ctx.store.hosts()), tuple(ctx.store.networks()), tuple(ctx.store.endpoints()))
+    want = _wanted(ctx.store)
     findings = doctor(world, want)
     if args.json:
         print(json.dumps([f.as_dict() for f in findings], indent=2))
     else:
-        lines = []
-        for i, f in enumerate(findings, 1):
-            lines.append(f"{i:2}. [{f.likelihood:.0%}] {f.host}: {f.title}")
-            lines += [f"      evidence: {e}" for e in f.evidence]
-            if f.fix and f.fix.vxray:
-                lines.append(f"      fix: {f.fix.vxray}")
-            if f.fix and f.fix.native:
-                lines.append(f"      or:  {f.fix.native}")
-        print("\n".join(lines) or f"no findings on {len(want.hosts)} host(s)")
+        print("\n".join(doctor_lines(findings)) or f"no findings on {len(want.hosts)} host(s)")
     return 1 if any(f.likelihood >= 0.5 for f in findings) else 0
 
 

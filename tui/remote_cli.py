@@ -155,16 +155,12 @@ def _read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
     world = World([snap], labels)
     if args.command == "doctor":
         from diagnostics.doctor import doctor
+        from tui.cli import doctor_lines
 
         findings = doctor(world, _desired())
-        for i, f in enumerate(findings, 1):
-            print(f"{i:2}. [{f.likelihood:.0%}] {f.host}: {f.title}")
-            print("\n".join(f"      evidence: {e}" for e in f.evidence))
-            if f.fix and f.fix.vxray:
-                print(f"      fix: {f.fix.vxray}")
-            if f.fix and f.fix.native:
-                print(_unprefixed(f"      or:  {f.fix.native}"))
-        if not findings:
+        if findings:
+            print("\n".join(doctor_lines(findings, _unprefixed)))
+        else:
             alone = "" if inventory.load().store else " (no store in the inventory: kernel checks only)"
             print(f"no findings on {len(ms)} host(s){alone}")
         return 1 if any(f.likelihood >= 0.5 for f in findings) else 0
@@ -232,13 +228,14 @@ def _unprefixed(line: str) -> str:
 def _desired() -> Desired:
     """What the inventory's cluster store says should exist (hosts named as the machines); nothing without one."""
     from backend.store.registry import open_store
+    from tui.cli import _wanted
 
     store_url = inventory.load().store
     if not store_url:
         return Desired()
     store = open_store(store_url)
     try:
-        return Desired(tuple(store.hosts()), tuple(store.networks()), tuple(store.endpoints()))
+        return _wanted(store)
     finally:
         store.close()
 
