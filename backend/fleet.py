@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from backend.errors import VxrayError
 from backend.merge import merge
 from backend.model import HostSnapshot, Labels
-from backend.remote import Machine, Reading
+from backend.remote import Machine, Reading, RemoteError
 
 MAX_BACKOFF = 30.0
 
@@ -75,6 +76,24 @@ class Fleet:
                 self._set(m.name, None, f"{exc} (next try in {pause:.0f} s)")
                 self.stopping.wait(pause)
                 pause = min(pause * 2, MAX_BACKOFF)
+
+    def read_once(self) -> tuple[HostSnapshot, Labels]:
+        """Every machine once, in parallel (a command, not the app); one that fails is offline with its reason."""
+
+        def one(m: Machine) -> None:
+            try:
+                m.connect()
+                self._set(m.name, m.read(), None)
+            except VxrayError as exc:
+                self._set(m.name, None, str(exc))
+            finally:
+                m.close()
+
+        with ThreadPoolExecutor(max_workers=max(len(self.machines), 1)) as pool:
+            list(pool.map(one, self.machines))
+        if not self.readings:
+            raise RemoteError("; ".join(self.offline.values()))
+        return self.view()
 
     def view(self) -> tuple[HostSnapshot, Labels]:
         """Every machine's last reading as one snapshot (namespaces ``HOST:name``), offline ones badged."""

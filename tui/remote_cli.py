@@ -26,7 +26,7 @@ from backend.errors import VxrayError
 from backend.fleet import Fleet
 from backend.model import HostSnapshot, Labels
 from backend.protocol import PROTOCOL, RUNNABLE, Hello, read_only_refusal
-from backend.remote import Machine, Reading, RemoteError, SshMachine, machine, parse
+from backend.remote import Machine, SshMachine, machine, parse
 from diagnostics.doctor import Desired
 from diagnostics.trace import Trace
 
@@ -90,28 +90,6 @@ def machines(args: argparse.Namespace) -> list[Machine]:
     return out
 
 
-def read_all(ms: list[Machine]) -> tuple[HostSnapshot, Labels]:
-    """Every machine once, in parallel; one that fails is offline with its reason, the others are read."""
-
-    def one(m: Machine) -> Reading | str:
-        try:
-            m.connect()
-            return m.read()
-        except VxrayError as exc:
-            return str(exc)
-        finally:
-            m.close()
-
-    with ThreadPoolExecutor(max_workers=max(len(ms), 1)) as pool:
-        got = dict(zip([m.name for m in ms], pool.map(one, ms), strict=True))
-    fleet = Fleet(ms)
-    fleet.readings = {n: r for n, r in got.items() if isinstance(r, Reading)}
-    fleet.offline = {n: r for n, r in got.items() if isinstance(r, str)}
-    if not fleet.readings:
-        raise RemoteError("; ".join(fleet.offline.values()))
-    return fleet.view()
-
-
 def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     """A command given with ``--host``: read the machines, or run it on one of them."""
     if args.command == "shell":  # every line runs with the same --host flags
@@ -144,7 +122,7 @@ def _read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
             ms[0].close()
         print(json.dumps(got.as_data()))
         return 0
-    snap, labels = read_all(ms)
+    snap, labels = Fleet(ms).read_once()
     for name, why in labels.offline.items():
         print(f"vxray: {name} is offline: {why}", file=sys.stderr)
     if args.command == "snapshot":
