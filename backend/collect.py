@@ -65,17 +65,19 @@ def read_namespace(handle: NsHandle, kept: Namespace | None = None) -> NsRead:
     )  # fmt: skip
 
 
-def _label(handles: list[NsHandle], labels: DockerLabels) -> dict[int, ContainerInfo]:
-    """Containers for docker sandboxes (never for the host, which host-mode containers share)."""
-    out = {}
+def _label(handles: list[NsHandle], labels: DockerLabels) -> tuple[dict[int, ContainerInfo], dict[int, str]]:
+    """Containers for docker sandboxes (never for the host, which host-mode containers share),
+    and the network each overlay and load-balancer sandbox serves."""
+    containers, networks = {}, {}
     for h in handles:
         container = labels.containers.get(h.inode)
         if container and h.kind != "host":
             h.kind, h.name = "docker", container.name
-            out[h.inode] = container
-        elif h.kind == "overlay-sandbox" and (net := labels.sandbox_network(h.name)):
+            containers[h.inode] = container
+        elif h.kind in ("overlay-sandbox", "docker-lb") and (net := labels.sandbox_network(h.name)):
             h.name = f"{h.name} ({net})"
-    return out
+            networks[h.inode] = net
+    return containers, networks
 
 
 def collect(
@@ -95,10 +97,11 @@ def collect(
     handles, notes = discover(scope)
     try:
         containers: dict[int, ContainerInfo] = {}
+        sandboxes: dict[int, str] = {}
         url = None if docker == "none" else engine_url(docker)
         if url:
             try:
-                containers = _label(handles, read_labels(url))
+                containers, sandboxes = _label(handles, read_labels(url))
             except Exception as exc:  # noqa: BLE001 - any Engine failure: unlabelled, with a note
                 notes.append(f"docker engine at {url} not readable, containers unlabelled: {exc}")
         reads: list[NsRead] = []
@@ -123,6 +126,7 @@ def collect(
                 paths=tuple(r.links.handle.paths),
                 pids=tuple(sorted(r.links.handle.pids)),
                 container=containers.get(r.links.handle.inode),
+                network=sandboxes.get(r.links.handle.inode),
                 links=resolver.links(r.links, r.addresses),
                 fdb=tuple(r.fdb),
                 neighbours=tuple(r.neighbours),

@@ -23,8 +23,8 @@ class DockerLabels:
     networks: dict[str, str]  # network id -> name, to name overlay sandboxes
 
     def sandbox_network(self, sandbox: str) -> str | None:
-        """The overlay network of a sandbox named ``1-<first 10 hex digits of its id>``."""
-        _, _, prefix = sandbox.partition("-")
+        """The network of a sandbox named ``1-<first 10 of its id>`` or ``lb_<first 9 or more of its id>``."""
+        _, _, prefix = sandbox.partition("_" if sandbox.startswith("lb_") else "-")
         return next((name for nid, name in self.networks.items() if prefix and nid.startswith(prefix)), None)
 
 

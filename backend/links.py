@@ -68,6 +68,13 @@ class Resolver:
         lk = target.by_index(index)
         return LinkRef(target.handle.id, target.name, index, lk.name if lk else "")
 
+    def netns_ref(self, ns: NsLinks, nsid: int) -> LinkRef:
+        """The namespace ``ns`` calls ``nsid``, as a namespace-only reference (ifindex 0)."""
+        target = self._nsid_map(ns).get(nsid)
+        if target is None:
+            return LinkRef(f"nsid:{nsid}", "(outside scope)", 0)
+        return LinkRef(target.handle.id, target.name, 0)
+
     def _confirms(self, ns: NsLinks, other: NsLinks, nsid: int) -> bool:
         """Whether ``ns`` calls ``other`` by ``nsid`` (one RTM_GETNSID inside ``ns``)."""
         if ns.handle.inode in self._nsids:
@@ -102,6 +109,11 @@ class Resolver:
 
     def _link(self, ns: NsLinks, lk: RawLink, names: dict[int, str], addresses: list[Address]) -> Link:
         vxlan = lk.vxlan and replace(lk.vxlan, underlay=self.ref(ns, lk.vxlan_underlay_index, lk.link_netnsid))
+        peer = self.veth_peer(ns, lk) if lk.kind == "veth" else None
+        link_netns = None
+        if lk.link_netnsid is not None:  # a veth's is its peer's namespace, known without asking the kernel
+            link_netns = (LinkRef(peer.netns, peer.netns_name, 0) if peer is not None
+                          else self.netns_ref(ns, lk.link_netnsid))  # fmt: skip
         return Link(
             index=lk.index,
             name=lk.name,
@@ -113,9 +125,10 @@ class Resolver:
             master=names.get(lk.master_index or 0),
             addresses=tuple(addresses),
             parent=self.ref(ns, lk.link_index, lk.link_netnsid) if lk.kind in ("macvlan", "macvtap", "vlan") else None,
-            peer=self.veth_peer(ns, lk) if lk.kind == "veth" else None,
+            peer=peer,
             vxlan=vxlan,
             bridge_port=lk.bridge_port,
             macvlan_mode=lk.macvlan_mode,
             vlan_id=lk.vlan_id,
+            link_netns=link_netns,
         )

@@ -38,6 +38,11 @@ class LinkRef:
     ifindex: int
     ifname: str = ""
 
+    @property
+    def namespace_only(self) -> bool:
+        """A reference to a namespace, not to a device in it (``link_netns``)."""
+        return self.ifindex == 0
+
 
 @dataclass(frozen=True)
 class VxlanInfo:
@@ -86,6 +91,10 @@ class Link:
     bridge_port: BridgePort | None = None
     macvlan_mode: str | None = None
     vlan_id: int | None = None
+    # The namespace the device's link lives in (IFLA_LINK_NETNSID; ifindex 0): a veth's peer's, or
+    # the namespace a VXLAN device was created in, whose routes and sockets carry its UDP after the
+    # device was moved into a sandbox (Docker's vxlan0 has no ``dev`` and no ``local``).
+    link_netns: LinkRef | None = None
 
     @property
     def up(self) -> bool:
@@ -221,8 +230,9 @@ class ContainerNetwork:
 class Namespace:
     """A network namespace and everything the kernel holds in it.
 
-    ``kind`` is one of ``host``, ``named``, ``docker``, ``overlay-sandbox``,
-    ``bind-mount`` or ``process``; ``name`` is the label operators read.
+    ``kind`` is one of ``host``, ``named``, ``docker`` (a container's), ``overlay-sandbox``,
+    ``docker-ingress`` (swarm's ``ingress_sbox``), ``docker-lb`` (an overlay's load-balancer
+    sandbox ``lb_<netid>``), ``bind-mount`` or ``process``; ``name`` is the label operators read.
     """
 
     id: str
@@ -231,6 +241,7 @@ class Namespace:
     paths: tuple[str, ...] = ()
     pids: tuple[int, ...] = ()
     container: ContainerInfo | None = None
+    network: str | None = None  # Docker's name of the network an overlay or load-balancer sandbox serves
     links: tuple[Link, ...] = ()
     fdb: tuple[FdbEntry, ...] = ()
     neighbours: tuple[Neighbour, ...] = ()

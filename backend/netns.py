@@ -20,8 +20,12 @@ from dataclasses import dataclass, field
 from backend.errors import NeedRoot, VxrayError
 
 RUN_NETNS = "/run/netns"
-OVERLAY_SANDBOX = re.compile(r"(^|-)\d+-[0-9a-f]{10}$")  # Docker's 1-<netid>, or a lab host's <host>-1-<netid>
-LABEL_RANK = {"host": 0, "overlay-sandbox": 1, "docker": 2, "named": 3, "bind-mount": 4, "process": 5}
+# Docker's 1-<netid> (swarm ids are base 36: 1-sf555zazvg), or a lab host's <host>-1-<netid>
+OVERLAY_SANDBOX = re.compile(r"(^|-)\d+-[0-9a-z]{10}$")
+LB_SANDBOX = re.compile(r"^lb_[0-9a-z]{9,}$")  # an overlay's load-balancer sandbox (service VIPs, IPVS)
+CONTAINER_SANDBOX = re.compile(r"^[0-9a-f]{12}$")  # <exec-root>/netns/<first 12 of the sandbox id>
+LABEL_RANK = {"host": 0, "overlay-sandbox": 1, "docker": 2, "docker-ingress": 3, "docker-lb": 4, "named": 5,
+              "bind-mount": 6, "process": 7}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -89,8 +93,13 @@ def label_path(path: str) -> tuple[str, str]:
         return "overlay-sandbox", name
     if parent == RUN_NETNS:
         return "named", name
-    if os.path.basename(parent) == "netns" and "docker" in parent:
-        return "docker", name
+    if os.path.basename(parent) == "netns":  # Docker's <exec-root>/netns, wherever the exec-root is
+        if name == "ingress_sbox":
+            return "docker-ingress", name
+        if LB_SANDBOX.match(name):
+            return "docker-lb", name
+        if "docker" in parent or CONTAINER_SANDBOX.match(name):
+            return "docker", name
     return "bind-mount", path
 
 

@@ -35,7 +35,8 @@ class Probe:
     dst: str
     proto: str = "icmp"
     dport: int | None = None
-    size: int | None = None  # ICMP payload; DF set when given
+    size: int | None = None  # ICMP payload, as ping -s
+    df: bool = False  # don't fragment, as ping -M do
 
 
 def _checksum(data: bytes) -> int:
@@ -116,7 +117,7 @@ def _send(p: Probe, ident: int, stack: ExitStack) -> None:
     stack.callback(sock.close)
     if p.proto == "icmp":
         payload = b"vxray-probe" + os.urandom(5) + b"\0" * max(0, (56 if p.size is None else p.size) - 16)
-        if p.size is not None:
+        if p.df:
             sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
         for seq in (1, 2):  # a second echo gets past a neighbour entry an earlier attempt left FAILED
             header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)

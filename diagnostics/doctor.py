@@ -14,6 +14,7 @@ snapshot, the desired state the store's records.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -58,8 +59,7 @@ class _Doctor:
         self.found.append(Finding(likelihood, host, title, tuple(evidence), fix))
 
     def _in(self, key: str, command: str) -> str:
-        label = self.w.place(key).label
-        return command if label == "host" else f"ip netns exec {label} {command}"
+        return self.w.command_in(key, command)
 
     def host_key(self, host: str) -> str | None:
         label = self.w.labels.host_netns.get(host)
@@ -70,7 +70,8 @@ class _Doctor:
 
     def overlays(self) -> None:
         vteps = {h.name: h.vtep for h in self.want.hosts if h.vtep}
-        sandboxes = {(p.host, self.w.network(p.key)): p.key for p in self.w.places.values() if self.w.network(p.key)}
+        sandboxes = {(p.host, self.w.network(p.key)): p.key for p in self.w.places.values() if self.w.network(p.key)
+                     and any(lk.vxlan for lk in p.ns.links)}  # fmt: skip
         for net in (n for n in self.want.networks if n.driver == "overlay"):
             eps = [e for e in self.want.endpoints if e.network == net.name]
             for host in sorted({e.host for e in eps}):
@@ -127,7 +128,7 @@ class _Doctor:
                     )
         flooding = bool(fdb.get(ZERO_MAC)) or vx.vxlan.group is not None
         missing = [r for r in remote if r.mac not in fdb]
-        if missing and not flooding and not vx.vxlan.learning:
+        if missing and not flooding:  # learning helps only a reply: the request needs an entry
             title = (
                 f"{vx.name} on {host} knows no remote MAC: no learning, no multicast group, no static entries"
                 if len(missing) == len(remote) and not any(e.dst for es in fdb.values() for e in es)
@@ -138,7 +139,7 @@ class _Doctor:
                 0.9,
                 host,
                 title,
-                [f"missing: {r.mac} ({r.container} on {r.host}, VTEP {vteps.get(r.host)})" for r in missing],
+                [f"missing: {r.mac} ({r.container} {r.ip} on {r.host}, VTEP {vteps.get(r.host)})" for r in missing],
                 Fix(
                     f"vxray fdb sync {net.name}",
                     self._in(key, f"bridge fdb add {first.mac} dev {vx.name} dst {vteps.get(first.host)}"),
@@ -176,7 +177,7 @@ class _Doctor:
             )
 
     def _has_static_arp(self, ep: Endpoint, ip: str) -> bool:
-        place = self.w.container_place(ep.container)
+        place = self.w.container_place(ep.container) or self.w.find(ep.container)
         if place is None:
             return False
         entry = self.w.neigh.get((place.key, ep.ifname), {}).get(ip)
@@ -217,7 +218,7 @@ class _Doctor:
 
     def _endpoint_mtu(self, host: str, net: NetworkRecord, eps: list[Endpoint]) -> None:
         for ep in eps:
-            place = self.w.container_place(ep.container)
+            place = self.w.container_place(ep.container) or self.w.find(ep.container)
             lk = self.w.links.get((place.key, ep.ifname)) if place else None
             if lk is not None and lk.mtu > net.mtu:
                 self.add(
@@ -227,6 +228,26 @@ class _Doctor:
                     [f"packets over {net.mtu} bytes are dropped at the bridge"],
                     Fix(f"vxray network repair {net.name}", f"ip link set {ep.ifname} mtu {net.mtu}"),
                 )
+
+    def vni_subnets(self) -> None:
+        """One VNI, one subnet: sandboxes of the same VNI whose bridges hold different subnets cannot
+        reach each other, however the FDB is programmed."""
+        seen: dict[int, dict[str, list[str]]] = {}
+        for key, vx in self.w.vxlans:
+            bridge = self.w.links.get((key, vx.master or ""))
+            if vx.vxlan is None or bridge is None:
+                continue
+            for a in bridge.addresses:
+                if ":" not in a.address:
+                    net = str(ipaddress.IPv4Interface(a.cidr).network)
+                    seen.setdefault(vx.vxlan.vni, {}).setdefault(net, []).append(self.w.place(key).label)
+        for vni, subnets in sorted(seen.items()):
+            if len(subnets) > 1:
+                first, *others = sorted(subnets.items(), key=lambda kv: -len(kv[1]))
+                for net, where in others:
+                    self.add(0.9, self.w.place(self.w.find(where[0]).key).host if self.w.find(where[0]) else "",
+                             f"VNI {vni} carries two subnets: {net} here, {first[0]} elsewhere",
+                             [f"{w}: {net}" for w in where] + [f"{w}: {first[0]}" for w in first[1]])  # fmt: skip
 
     # -- forwarding --------------------------------------------------------------------------------
 
@@ -375,6 +396,7 @@ def doctor(world: World, want: Desired) -> list[Finding]:
     """Every finding, most likely first."""
     d = _Doctor(world, want)
     d.overlays()
+    d.vni_subnets()
     d.forwarding()
     d.duplicates()
     d.stale_neighbours()

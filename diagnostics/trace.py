@@ -15,7 +15,6 @@ fixes it. Pure: the input is a ``World`` of snapshots, nothing is read or sent.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -95,6 +94,9 @@ class _State:
     """What the kernel remembers between the request and its reply."""
 
     learned: dict[str, dict[str, str]] = field(default_factory=dict)  # ns key -> ip -> mac (from ARP requests)
+    # (ns key, VXLAN device) -> inner source MAC -> outer source VTEP: what a device with learning on
+    # remembers from what it decapsulated, so the reply needs no FDB entry
+    vxlan_learned: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     unnat: dict[tuple[str, str], str] = field(default_factory=dict)  # (ns key, masqueraded src) -> original
 
 
@@ -118,8 +120,7 @@ class _Sim:
         self.step(key, table, entry, decision, ok=False, fix=fix, dev=dev)
 
     def _in(self, key: str, command: str) -> str:
-        label = self.w.place(key).label
-        return command if label == "host" else f"ip netns exec {label} {command}"
+        return self.w.command_in(key, command)
 
     def _host_fix(self, key: str, setting: str, native: str) -> Fix:
         return Fix(f"vxray host set {self.w.place(key).host} {setting}", self._in(key, native))
@@ -172,8 +173,11 @@ class _Sim:
         if pkt.size > out.mtu:
             if pkt.df:
                 how = "ping: local error: message too long" if in_dev is None else "ICMP 'fragmentation needed'"
+                fix = self._mtu_fix(key, out, pkt.size)
+                if fix is None:
+                    how += f" (the path carries at most {out.mtu} bytes: ping -s {out.mtu - ICMP_HEADER} or less)"
                 self.fail(key, "mtu", f"{out.name} mtu {out.mtu}", f"{pkt.size}-byte packet with DF set: {how}",
-                          self._mtu_fix(key, out, pkt.size))  # fmt: skip
+                          fix)  # fmt: skip
                 return None
             pkt = replace(pkt, size=out.mtu)  # sent as fragments; the first is the largest
         nexthop = route.gateway or pkt.dst
@@ -265,7 +269,11 @@ class _Sim:
                        self._in(key, f"ip route add {pkt.dst} via GATEWAY"))  # fmt: skip
         return Fix("", self._in(key, f"ip route add {pkt.dst} via GATEWAY"))
 
-    def _mtu_fix(self, key: str, dev: Link, size: int) -> Fix:
+    def _mtu_fix(self, key: str, dev: Link, size: int) -> Fix | None:
+        """Raise the MTU that is too small — never a container's or sandbox's above what its overlay
+        carries: a packet bigger than that is too big for the path, and only a smaller one fits."""
+        if not self.w.is_host_ns(key) and (cap := self.w.overlay_capacity(key, dev)) is not None and size > cap:
+            return None
         if self.w.is_host_ns(key):
             return self._host_fix(key, f"mtu.{dev.name}={size}", f"ip link set {dev.name} mtu {size}")
         net = self.w.network(key) or "NETWORK"
@@ -466,10 +474,15 @@ class _Sim:
             self.fail(key, "vxlan proxy", f"no neighbour entry for {frame.arp_for} on {vx.name}",
                       f"{vx.name} answers ARP only from its neighbour table (proxy"
                       f"{', l3miss: only a notification' if info.l3miss else ''})",
-                      self._overlay_fix(key, frame.arp_for or "", "arp"))  # fmt: skip
+                      self._overlay_fix(key, frame.arp_for or "", "arp", vx.name))  # fmt: skip
             return None
         entries = fdb.get(frame.dst_mac, []) if frame.dst_mac != BROADCAST else []
         how = f"{frame.dst_mac} dst {entries[0].dst}" if entries else ""
+        learnt = self.state.vxlan_learned.get((key, vx.name), {}).get(frame.dst_mac)
+        if not entries and learnt is not None:
+            self.step(key, "vxlan fdb", f"{frame.dst_mac} dst {learnt} (learnt from the request it decapsulated)",
+                      f"encapsulate in VNI {info.vni}, UDP {info.dstport}", dev=vx.name)  # fmt: skip
+            return self._encapsulate(key, vx, frame, learnt, info.vni, info.dstport)
         if not entries:
             entries = fdb.get(ZERO_MAC, [])
             how = f"{ZERO_MAC} (flood) dst " + ", ".join(e.dst or "?" for e in entries) if entries else ""
@@ -479,7 +492,7 @@ class _Sim:
             miss = " (l2miss: only a notification)" if info.l2miss else ""
             self.fail(key, "vxlan fdb", f"no entry for {frame.dst_mac} on {vx.name}",
                       f"no remote VTEP for the MAC and no flood entry or multicast group{miss}: dropped",
-                      self._overlay_fix(key, frame.dst_mac, "fdb"))  # fmt: skip
+                      self._overlay_fix(key, frame.dst_mac, "fdb", vx.name))  # fmt: skip
             return None
         self.step(key, "vxlan fdb", how, f"encapsulate in VNI {info.vni}, UDP {info.dstport}", dev=vx.name)
         for entry in entries:
@@ -502,11 +515,8 @@ class _Sim:
     def _encapsulate(self, key: str, vx: Link, frame: Frame, dst: str, vni: int, port: int) -> str | None:
         info = vx.vxlan
         assert info is not None
-        under_key = key
-        if info.underlay is not None:
-            found = self.w.link_at(key, info.underlay)
-            under_key = found[0] if found else key
-        src = info.local or ""
+        under_key = self.w.vxlan_home(key, vx)
+        src = info.local or self.w.source_ip(under_key, dst)
         outer = Packet(src, dst, "udp", port, frame.size + VXLAN_OVERHEAD, df=False, vni=vni, inner=frame)
         route = self.w.routes[under_key].lookup(dst)
         out = self.w.links.get((under_key, route.device or "")) if route else None
@@ -523,13 +533,13 @@ class _Sim:
             step = self.steps[drop]  # where the packet dies; the reason is back on the VXLAN device
             self.steps[drop] = replace(step, decision=f"{step.decision} — VTEP {dst} is no host's: the FDB entry "
                                        f"{frame.dst_mac} dst {dst} on {vx.name} ({self.w.place(key).label}) is stale",
-                                       fix=self._overlay_fix(key, frame.dst_mac, "fdb"))  # fmt: skip
+                                       fix=self._overlay_fix(key, frame.dst_mac, "fdb", vx.name))  # fmt: skip
         return got
 
     def vxlan_rcv(self, key: str, pkt: Packet) -> str | None:
         """An encapsulated packet arrived at a VTEP address: the device on that port with that VNI takes it."""
         listening = [(k, lk) for k, lk in self.w.vxlans if lk.vxlan and lk.vxlan.dstport == pkt.dport
-                     and self._vxlan_home(k, lk) == key and lk.vxlan.local in (None, pkt.dst)]  # fmt: skip
+                     and self.w.vxlan_home(k, lk) == key and lk.vxlan.local in (None, pkt.dst)]  # fmt: skip
         match = next(((k, lk) for k, lk in listening if lk.vxlan and lk.vxlan.vni == pkt.vni), None)
         if match is None:
             have = ", ".join(f"{lk.name} VNI {lk.vxlan.vni}" for _, lk in listening if lk.vxlan) or "none"
@@ -543,7 +553,11 @@ class _Sim:
             return None
         vx_key, vx = match
         assert pkt.inner is not None
-        self.step(vx_key, "vxlan", f"{vx.name} VNI {pkt.vni} UDP {pkt.dport}", "decapsulated", dev=vx.name)
+        learnt = ""
+        if vx.vxlan is not None and vx.vxlan.learning and pkt.inner.src_mac:
+            self.state.vxlan_learned.setdefault((vx_key, vx.name), {})[pkt.inner.src_mac] = pkt.src
+            learnt = f"; learns {pkt.inner.src_mac} is behind {pkt.src}"
+        self.step(vx_key, "vxlan", f"{vx.name} VNI {pkt.vni} UDP {pkt.dport}", f"decapsulated{learnt}", dev=vx.name)
         return self._decapsulated(vx_key, vx, pkt.inner)
 
     def _decapsulated(self, key: str, vx: Link, frame: Frame) -> str | None:
@@ -552,35 +566,27 @@ class _Sim:
             return self.bridge(key, bridge, vx, frame) if bridge is not None else None
         return self.l2_receive_l3(key, vx, frame)
 
-    def _vxlan_home(self, key: str, vx: Link) -> str:
-        """The namespace whose UDP socket a VXLAN device listens on (its underlay's)."""
-        if vx.vxlan is not None and vx.vxlan.underlay is not None:
-            found = self.w.link_at(key, vx.vxlan.underlay)
-            if found is not None:
-                return found[0]
-        return key
-
-    def _overlay_fix(self, key: str, what: str, kind: str) -> Fix:
+    def _overlay_fix(self, key: str, what: str, kind: str, dev: str) -> Fix:
         net = self.w.network(key)
         host = self.w.place(key).host
         if kind == "arp":
             owner = self.w.owners(what)
             mac = owner[0][1].mac if owner else "MAC"
-            native = self._in(key, f"ip neigh replace {what} lladdr {mac} dev vxlan1 nud permanent")
+            native = self._in(key, f"ip neigh replace {what} lladdr {mac} dev {dev} nud permanent")
         else:
             owner_keys = [k for k, _ in self.w.macs.get(what, [])]
             vtep = self._vtep_of(owner_keys[0]) if owner_keys else None
-            native = self._in(key, f"bridge fdb replace {what} dev vxlan1 dst {vtep or 'VTEP'}")
+            native = self._in(key, f"bridge fdb replace {what} dev {dev} dst {vtep or 'VTEP'}")
             if net and vtep:
                 return Fix(f"vxray fdb add {what} --network {net} dst {vtep} --host {host}  (or: vxray fdb sync {net})",
                            native)  # fmt: skip
         return Fix(f"vxray fdb sync {net or 'NETWORK'}", native)
 
     def _vtep_of(self, key: str) -> str | None:
-        """The VTEP of the host a namespace belongs to: the local address of a VXLAN device there."""
+        """The VTEP of the host a namespace belongs to: where a VXLAN device there sends from."""
         host = self.w.place(key).host
-        return next((lk.vxlan.local for k, lk in self.w.vxlans if lk.vxlan and self.w.place(k).host == host
-                     and lk.vxlan.local), None)  # fmt: skip
+        return next((vtep for k, lk in self.w.vxlans if self.w.place(k).host == host
+                     and (vtep := self.w.vtep(k, lk))), None)  # fmt: skip
 
 
 def _route_text(route: Any) -> str:
@@ -596,25 +602,13 @@ def _first_ip(link: Link) -> str:
     return next((a.address for a in link.addresses if ":" not in a.address), "")
 
 
-def _source_ip(world: World, key: str, dst: str) -> str:
-    route = world.routes[key].lookup(dst)
-    dev = world.links.get((key, route.device or "")) if route else None
-    if dev is not None:
-        if route is not None and route.source:
-            return route.source
-        for a in dev.addresses:
-            if ":" not in a.address and ipaddress.IPv4Address(dst) in ipaddress.IPv4Network(a.cidr, strict=False):
-                return a.address
-        return _first_ip(dev) or "0.0.0.0"
-    return "0.0.0.0"
-
-
 def trace(world: World, src: str, dst: str, proto: str = "icmp", dport: int | None = None,
-          size: int | None = None) -> Trace:  # fmt: skip
+          size: int | None = None, df: bool = False) -> Trace:  # fmt: skip
     """Trace a packet from namespace ``src`` (label or key) to ``dst`` (an IPv4 address), and its reply.
 
-    ``size`` is the ICMP payload (as ``ping -s``, DF set as ``-M do``); without it
-    ping's 56 bytes, DF clear.
+    ``size`` is the ICMP payload as ``ping -s`` (ping's 56 bytes without it); ``df``
+    forbids fragmentation as ``ping -M do``. Without it a packet wider than a link is
+    sent as fragments, as a real ``ping -s 8000`` across a 1450-byte overlay is.
     """
     place = world.find(src)
     if place is None:
@@ -622,13 +616,13 @@ def trace(world: World, src: str, dst: str, proto: str = "icmp", dport: int | No
     state = _State()
     sim = _Sim(world, state, "request")
     ip_size = (56 if size is None else size) + ICMP_HEADER
-    pkt = Packet(_source_ip(world, place.key, dst), dst, proto, dport, ip_size, df=size is not None)
+    pkt = Packet(world.source_ip(place.key, dst), dst, proto, dport, ip_size, df=df)
     reached = sim.ip_output(place.key, pkt, None)
     steps = list(sim.steps)
     if reached is not None:
         back = _Sim(world, state, "reply")
         arrived = sim.arrived or pkt
-        reply = Packet(arrived.dst, arrived.src, proto, None, ip_size, df=size is not None, reply=True)
+        reply = Packet(arrived.dst, arrived.src, proto, None, ip_size, df=df, reply=True)
         home = back.ip_output(reached, reply, None)
         steps += back.steps
         if home is not None and home != place.key:

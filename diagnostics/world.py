@@ -16,9 +16,11 @@ verdict can name the command that fixes it.
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from backend.errors import VxrayError
 from backend.model import FdbEntry, HostSnapshot, Labels, Link, LinkRef, Namespace, Neighbour, Route
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
@@ -133,19 +135,35 @@ class World:
         return self.find(label) if label else None
 
     def place_of(self, word: str) -> Place | None:
-        """A trace end as typed without a store: a container's name, or a namespace's label or id."""
+        """A trace end as typed: a container's name (the store's or Docker's, bare or ``HOST:name``),
+        or a namespace's label or id. A bare name on several machines is an error asking for ``HOST:name``."""
         found = self.container_place(word) or self.find(word)
-        if found is None:  # machines read over --host name namespaces HOST:name; the bare name is enough
-            matches = [p for p in self.places.values() if p.label.endswith(f":{word}")]
-            found = matches[0] if len(matches) == 1 else None
-        return found
+        if found is not None:
+            return found
+        matches = {p.key: p for p in self.places.values()
+                   if p.label.endswith(f":{word}") or self.container(p.key) == word}  # fmt: skip
+        if len(matches) > 1:
+            names = ", ".join(sorted(p.label for p in matches.values()))
+            raise VxrayError(f"{word!r} is on several machines ({names}): say HOST:{word}")
+        return next(iter(matches.values()), None)
 
-    def address_of(self, word: str) -> str:
-        """A destination as typed without a store: a container's first IPv4 address, else ``word`` (an IP)."""
-        place = self.container_place(word)
-        found = [a.address for lk in place.ns.links if lk.name != "lo" for a in lk.addresses
-                 if a.scope != "link" and ":" not in a.address] if place else []  # fmt: skip
-        return found[0] if found else word
+    def address_of(self, word: str, src: Place | None = None) -> str:
+        """A destination as typed: a container's IPv4 address (the one on a subnet ``src`` shares, when it
+        has several), else ``word`` itself, which must then be an IPv4 address."""
+        if _is_ipv4(word):
+            return word
+        place = self.place_of(word)
+        if place is None:
+            raise VxrayError(f"unknown container, namespace or IPv4 address {word!r}")
+        found = [a for lk in place.ns.links if lk.name != "lo" for a in lk.addresses
+                 if a.scope != "link" and ":" not in a.address]  # fmt: skip
+        if not found:
+            raise VxrayError(f"{word} has no IPv4 address to trace to")
+        if src is not None:
+            mine = [ipaddress.IPv4Network(a.cidr, strict=False) for lk in src.ns.links if lk.name != "lo"
+                    for a in lk.addresses if ":" not in a.address]  # fmt: skip
+            found = [a for a in found if any(ipaddress.IPv4Address(a.address) in net for net in mine)] or found
+        return found[0].address
 
     def local(self, key: str, ip: str) -> Link | None:
         """The link of namespace ``key`` holding ``ip`` (any local address answers, as arp_ignore=0)."""
@@ -156,12 +174,107 @@ class World:
     def owners(self, ip: str) -> list[tuple[str, Link]]:
         return [(k, lk) for k, lk, _ in self.addresses.get(ip, ())]
 
+    def command_in(self, key: str, command: str) -> str:
+        """``command`` as an operator runs it in namespace ``key``, on that namespace's machine: in the
+        host's own namespace as it is, in a named one through ``ip netns exec``, in any other (Docker's
+        sandboxes and containers) through ``nsenter`` on its bind mount or a process in it. Read from
+        several machines, it says which machine (``on dh2: …``)."""
+        place = self.places[key]
+        ns = place.ns
+        local = ns.name.split(":", 1)[1] if not self._shared and ":" in ns.name else ns.name
+        if ns.kind == "host" or local == "host":
+            prefix = ""
+        elif ns.kind == "named" or any(p.startswith("/run/netns/") for p in ns.paths):
+            named = next((p for p in ns.paths if p.startswith("/run/netns/")), f"/run/netns/{local}")
+            prefix = f"ip netns exec {shlex.quote(named.removeprefix('/run/netns/'))} "
+        elif ns.paths:
+            prefix = f"nsenter --net={shlex.quote(ns.paths[0])} "
+        elif ns.pids:
+            prefix = f"nsenter -t {ns.pids[0]} -n "
+        else:
+            prefix = f"ip netns exec {shlex.quote(local)} "
+        return f"{prefix}{command}" if self._shared else f"on {place.host}: {prefix}{command}"
+
     def container(self, key: str) -> str | None:
-        return self.labels.containers.get(self.places[key].label)
+        """The container a namespace is: the store's name for it, else Docker's."""
+        ns = self.places[key].ns
+        return self.labels.containers.get(ns.name) or (ns.container.name if ns.container else None)
 
     def network(self, key: str) -> str | None:
-        return self.labels.networks.get(self.places[key].label)
+        """The network an overlay sandbox serves: the store's name for it, else Docker's."""
+        ns = self.places[key].ns
+        return self.labels.networks.get(ns.name) or ns.network
+
+    def vxlan_home(self, key: str, vx: Link) -> str:
+        """The namespace whose routes and UDP socket carry a VXLAN device's packets: its underlay
+        device's, else the namespace it was created in (its link namespace: Docker's ``vxlan0``,
+        moved into a sandbox, has no ``dev``), else its own."""
+        info = vx.vxlan
+        if info is not None and info.underlay is not None:
+            found = self.link_at(key, info.underlay)
+            if found is not None:
+                return found[0]
+        if vx.link_netns is not None:
+            home = self.ref_key(key, vx.link_netns)
+            if home in self.places:
+                return home
+        return key
+
+    def source_ip(self, key: str, dst: str) -> str:
+        """The address the kernel picks in namespace ``key`` to send to ``dst`` (the route's ``src``, else
+        the out device's address on dst's subnet, else its first); ``0.0.0.0`` without a route."""
+        route = self.routes[key].lookup(dst)
+        dev = self.links.get((key, route.device or "")) if route else None
+        if dev is None:
+            return "0.0.0.0"
+        if route is not None and route.source:
+            return route.source
+        v4 = [a for a in dev.addresses if ":" not in a.address]
+        on_link = [a for a in v4 if ipaddress.IPv4Address(dst) in ipaddress.IPv4Network(a.cidr, strict=False)]
+        return (on_link or v4)[0].address if v4 else "0.0.0.0"
+
+    def vtep(self, key: str, vx: Link) -> str | None:
+        """The address a VXLAN device's packets leave from: ``local``, else what the kernel picks in its
+        home namespace towards the VTEPs its FDB names (Docker sets no ``local``)."""
+        info = vx.vxlan
+        if info is None:
+            return None
+        if info.local:
+            return info.local
+        home = self.vxlan_home(key, vx)
+        peers = [e.dst for es in self.vxlan_fdb.get((key, vx.name), {}).values() for e in es if e.dst]
+        for peer in [*peers, info.group or ""]:
+            if _is_ipv4(peer) and (src := self.source_ip(home, peer)) != "0.0.0.0":
+                return src
+        up = [a.address for lk in self.places[home].ns.links if lk.up and lk.kind not in ("loopback", "bridge")
+              and lk.vxlan is None for a in lk.addresses if ":" not in a.address and a.scope == "global"]  # fmt: skip
+        return up[0] if up else None
+
+    def overlay_capacity(self, key: str, dev: Link) -> int | None:
+        """The largest packet the overlay behind ``dev`` carries (the MTU of the VXLAN device on the
+        bridge ``dev`` or its veth peer is a port of), or None when no overlay is behind it."""
+        here = [(key, dev)]
+        if dev.peer is not None and (found := self.link_at(key, dev.peer)) is not None:
+            here.append(found)
+        for k, lk in here:
+            bridge = lk.name if lk.kind == "bridge" else lk.master
+            vxlans = [p.mtu for p in self.ports.get((k, bridge or ""), []) if p.vxlan is not None]
+            if vxlans:
+                return min(vxlans)
+        return None
+
+    def host_vteps(self) -> dict[str, str]:
+        """VTEP address -> the host whose VXLAN devices send from it."""
+        return {vtep: self.places[k].host for k, lk in self.vxlans if (vtep := self.vtep(k, lk))}
 
     def is_host_ns(self, key: str) -> bool:
         place = self.places[key]
         return self.labels.host_netns.get(place.host) == place.label
+
+
+def _is_ipv4(word: str) -> bool:
+    try:
+        ipaddress.IPv4Address(word)
+    except ValueError:
+        return False
+    return True

@@ -121,7 +121,7 @@ def test_trace_with_a_size_finds_the_underlay_mtu_that_drops_full_size_packets(
     name = _up(lab, "overlay-mtu-broken")
     code, t = _trace(capsys, "vm33", "vm3")
     assert code == 0, "small pings pass"
-    _, t = _trace(capsys, "vm3", "vm33", "--size", "1422")
+    _, t = _trace(capsys, "vm3", "vm33", "--size", "1422", "--df")
     step = _failed(t)
     assert (step["host"], step["table"], step["entry"]) == ("yy3", "mtu", "eth0 mtu 1400")
     assert step["fix"]["vxray"] == "vxray host set yy3 mtu.eth0=1500"

@@ -54,7 +54,9 @@ SCENARIOS = [n for n in runner.builtin_names() if n != "macvlan-vlan"]  # no 802
 def _live(t: Trace, underlay: str, netns: str, ip: str, size: int | None) -> int | None:
     """Send a real probe along the trace; the first step where capture and simulation differ."""
     real = {"host": underlay}
-    seen = probe.run(Probe(netns, ip, size=size), [(real.get(n, n), dev) for n, dev in watch_points(t)])
+    seen = probe.run(
+        Probe(netns, ip, size=size, df=size is not None), [(real.get(n, n), dev) for n, dev in watch_points(t)]
+    )
     seen = {("host" if n == underlay else n, dev, d) for n, dev, d in seen}
     return first_disagreement(compare(t, seen))
 
@@ -65,7 +67,7 @@ def _agreement(name: str, size: int | None) -> list[str]:
     snap, labels = observe(ctx, f"{name}.ul")
     world = World([snap], labels)
     pairs = runner.targets(ctx)
-    predicted = {pair: trace(world, netns, ip, size=size) for pair, (netns, ip) in pairs.items()}
+    predicted = {pair: trace(world, netns, ip, size=size, df=size is not None) for pair, (netns, ip) in pairs.items()}
     with ThreadPoolExecutor(max_workers=16) as pool:
         live = dict(zip(pairs, pool.map(lambda p: _live(predicted[p], f"{name}.ul", *pairs[p], size), pairs),
                         strict=True))  # fmt: skip

@@ -488,7 +488,7 @@ class VxrayApp(App[None]):
                 dst_ip, port = _endpoint(ctx, self.world, dst, src)
             else:  # a saved view: containers by their namespace and first address, or namespaces and IPs
                 place = self.world.place_of(src)
-                src_ns, dst_ip, port = place.label if place else src, self.world.address_of(dst), None
+                src_ns, dst_ip, port = place.label if place else src, self.world.address_of(dst, place), None
             result = trace(self.world, src_ns, dst_ip, "tcp" if port else "icmp", port)
         except Exception as exc:  # noqa: BLE001 - a bad name is shown, the app goes on
             self.query_one("#verdict", Static).update(f"cannot trace {src} -> {dst}: {exc}")

@@ -295,14 +295,12 @@ def _endpoint(ctx: Any, world: Any, word: str, other: str | None = None) -> tupl
         if ip is None:
             raise VxrayError(f"container {word} has no address to trace to")
         return ip, None
-    if other is None:
-        if world.find(word) is None:
+    if other is None:  # a Docker container by its name, a namespace
+        place = world.place_of(word)
+        if place is None:
             raise VxrayError(f"unknown container or namespace {word!r}")
-        return word, None
-    try:
-        return validate.ipv4(word), None
-    except VxrayError:
-        raise VxrayError(f"unknown container, HOST:PORT or address {word!r}") from None
+        return place.label, None
+    return world.address_of(word, world.place_of(other)), None
 
 
 def _trace(args: argparse.Namespace) -> int:
@@ -317,7 +315,7 @@ def _trace(args: argparse.Namespace) -> int:
     src, _ = _endpoint(ctx, world, args.src)
     dst, port = _endpoint(ctx, world, args.dst, args.src)
     proto = "tcp" if port and args.proto == "icmp" else args.proto
-    t = trace(world, src, dst, proto, args.dport or port, args.size)
+    t = trace(world, src, dst, proto, args.dport or port, args.size, args.df)
     if args.live:
         return _live(args, world, t, real, src, dst, proto, args.dport or port)
     if args.json:
@@ -345,7 +343,7 @@ def _live(args: argparse.Namespace, world: Any, t: Any, real: dict[str, str], sr
     from diagnostics.live import watch_points
 
     points = [(real.get(ns, ns), dev) for ns, dev in watch_points(t)]
-    seen = run(Probe(real.get(src, src), dst, proto, dport, args.size), points)
+    seen = run(Probe(real.get(src, src), dst, proto, dport, args.size, args.df), points)
     seen = {(next((k for k, v in real.items() if v == ns), ns), dev, d) for ns, dev, d in seen}
     return live_report(args, world, t, seen, proto)
 
@@ -400,8 +398,8 @@ def _wanted(store: Registry) -> Desired:
     return Desired(tuple(store.hosts()), tuple(store.networks()), tuple(store.endpoints()))
 
 
-def doctor_lines(findings: list[Finding], native: Callable[[str], str] = str) -> list[str]:
-    """Findings as the doctor prints them; ``native`` rewrites the plain-Linux fix (namespaces of a machine)."""
+def doctor_lines(findings: list[Finding]) -> list[str]:
+    """Findings as the doctor prints them."""
     lines = []
     for i, f in enumerate(findings, 1):
         lines.append(f"{i:2}. [{f.likelihood:.0%}] {f.host}: {f.title}")
@@ -409,7 +407,7 @@ def doctor_lines(findings: list[Finding], native: Callable[[str], str] = str) ->
         if f.fix and f.fix.vxray:
             lines.append(f"      fix: {f.fix.vxray}")
         if f.fix and f.fix.native:
-            lines.append(native(f"      or:  {f.fix.native}"))
+            lines.append(f"      or:  {f.fix.native}")
     return lines
 
 
@@ -418,6 +416,10 @@ def _doctor(args: argparse.Namespace) -> int:
 
     ctx, world, _ = _observed(args)
     want = _wanted(ctx.store)
+    if not want.hosts:  # no vxray store (a Docker host): what the host shows is what should be
+        from diagnostics.desired import observed
+
+        want = observed(world)
     findings = doctor(world, want)
     if args.json:
         print(json.dumps([f.as_dict() for f in findings], indent=2))

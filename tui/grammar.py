@@ -190,7 +190,13 @@ def _diagnostics(sub: argparse._SubParsersAction) -> None:
     t.add_argument("dst", metavar="DST")
     t.add_argument("--proto", default="icmp", help="icmp (default), tcp or udp")
     t.add_argument("--dport", type=int, metavar="N")
-    t.add_argument("--size", type=int, metavar="BYTES", help="payload as ping -s, with DF set as ping -M do")
+    t.add_argument(
+        "--size",
+        type=int,
+        metavar="BYTES",
+        help="payload as ping -s (fragmented where the path is narrower, as ping does)",
+    )
+    t.add_argument("--df", action="store_true", help="don't fragment, as ping -M do")
     t.add_argument("--live", action="store_true", help="also send a real probe and show, per step, whether it "
                    "was seen there")  # fmt: skip
     _json(t)

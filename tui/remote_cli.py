@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from backend.protocol import PROTOCOL, RUNNABLE, Hello, read_only_refusal
 from backend.remote import Machine, SshMachine, machine, parse
 from diagnostics.doctor import Desired
 from diagnostics.trace import Trace
+from diagnostics.world import World
 
 READERS = {"snapshot", "trace", "doctor", "app"}  # read every --host; the rest run on one
 
@@ -135,11 +135,15 @@ def _read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
         from diagnostics.doctor import doctor
         from tui.cli import doctor_lines
 
-        findings = doctor(world, _desired())
+        findings = doctor(world, _desired(world))
         if findings:
-            print("\n".join(doctor_lines(findings, _unprefixed)))
+            print("\n".join(doctor_lines(findings)))
         else:
-            alone = "" if inventory.load().store else " (no store in the inventory: kernel checks only)"
+            alone = (
+                ""
+                if inventory.load().store
+                else " (no store in the inventory: the machines checked against each other)"
+            )
             print(f"no findings on {len(ms)} host(s){alone}")
         return 1 if any(f.likelihood >= 0.5 for f in findings) else 0
     from diagnostics.trace import trace
@@ -149,8 +153,8 @@ def _read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
     src = world.place_of(args.src)
     if src is None:
         raise VxrayError(f"unknown container or namespace {args.src!r} on {', '.join(m.name for m in ms)}")
-    dst = world.address_of(args.dst)
-    t = trace(world, src.label, dst, args.proto, args.dport, args.size)
+    dst = world.address_of(args.dst, src)
+    t = trace(world, src.label, dst, args.proto, args.dport, args.size, args.df)
     if args.live:
         from tui.cli import live_report
 
@@ -159,7 +163,7 @@ def _read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
         print(json.dumps(t.as_dict(), indent=2))
     else:
         lines = trace_lines(t, _names(world), f"trace {args.src} -> {args.dst} ({dst}), {args.proto}")
-        print("\n".join(_unprefixed(line) for line in lines))
+        print("\n".join(lines))
     return 0 if t.delivered else 1
 
 
@@ -174,7 +178,14 @@ def _capture(ms: list[Machine], t: Trace, src: str, dst: str, args: argparse.Nam
         by_host.setdefault(host, []).append((local, dev))
     src_host, _, src_local = src.partition(":")
     ident = new_ident()
-    probe = {"src_netns": src_local, "dst": dst, "proto": args.proto, "dport": args.dport, "size": args.size}
+    probe = {
+        "src_netns": src_local,
+        "dst": dst,
+        "proto": args.proto,
+        "dport": args.dport,
+        "size": args.size,
+        "df": args.df,
+    }
     live = [m for m in ms if m.name in by_host or m.name == src_host]
     if any(not isinstance(m, SshMachine) for m in live):
         raise VxrayError("trace --live sends a real packet: every host on the path must be live (ssh://), not a file")
@@ -197,20 +208,17 @@ def _capture(ms: list[Machine], t: Trace, src: str, dst: str, args: argparse.Nam
                 m.close()
 
 
-def _unprefixed(line: str) -> str:
-    """A native fix names the namespace as the machine itself does: ``on yy3: ip netns exec 1-ab…``."""
-    line = re.sub(r"ip netns exec ([^\s:]+):host ", r"on \1: ", line)
-    return re.sub(r"ip netns exec ([^\s:]+):(\S+)", r"on \1: ip netns exec \2", line)
-
-
-def _desired() -> Desired:
-    """What the inventory's cluster store says should exist (hosts named as the machines); nothing without one."""
+def _desired(world: World) -> Desired:
+    """What the inventory's cluster store says should exist (hosts named as the machines); without one,
+    what the machines show together (Docker hosts keep no vxray store)."""
     from backend.store.registry import open_store
     from tui.cli import _wanted
 
     store_url = inventory.load().store
     if not store_url:
-        return Desired()
+        from diagnostics.desired import observed
+
+        return observed(world)
     store = open_store(store_url)
     try:
         return _wanted(store)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from backend.model import HostSnapshot, Labels, Namespace
+from diagnostics.world import World
 from tui.summary import multicast, ref
 
 Row = tuple[str, tuple[str, ...]]  # key, cells
@@ -148,5 +149,6 @@ def hosts(labels: Labels, snap: HostSnapshot) -> list[str]:
 
 def vteps(snap: HostSnapshot, labels: Labels) -> dict[str, str]:
     """VTEP address -> the host whose VXLAN device sends from it (namespaces of no known host left out)."""
-    return {lk.vxlan.local: labels.hosts[ns.name] for ns in snap.namespaces for lk in ns.links
-            if lk.vxlan and lk.vxlan.local and ns.name in labels.hosts}  # fmt: skip
+    world = World([snap], labels)  # a VTEP without ``local`` (Docker's) is where the kernel sends from
+    return {vtep: labels.hosts[world.place(k).label] for k, lk in world.vxlans
+            if world.place(k).label in labels.hosts and (vtep := world.vtep(k, lk))}  # fmt: skip
