@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 
 from backend.collect import collect
+from backend.lab.engines import EXEC_BASE
+from backend.merge import merge
 from backend.model import HostSnapshot, Labels
 from backend.netns import RUN_NETNS, Scope
 from backend.ops.context import Context
@@ -35,10 +37,35 @@ def observe(ctx: Context, underlay: str | None = None, previous: HostSnapshot | 
 
     ``previous``/``changed``: only the namespaces in ``changed`` are read whole (see ``collect``).
     """
+    engines = {h.name: h.netns for h in ctx.store.hosts() if h.netns and os.path.exists(engine_socket(h.netns))}
+    if engines:
+        return _observe_engines(ctx, engines)
     scope = scope_of(ctx, underlay)
     local = scope.whole_machine
     snap = collect(scope, docker="none", previous=previous, changed=changed)
     return snap, labels_for(ctx, snap, underlay if not local else None)
+
+
+def engine_socket(netns: str) -> str:
+    """Where a lab host's Docker Engine (``backend.lab.engines``) listens, when it runs one."""
+    return f"{EXEC_BASE}/{netns}/docker.sock"
+
+
+def _observe_engines(ctx: Context, engines: dict[str, str]) -> tuple[HostSnapshot, Labels]:
+    """Hosts that run real Docker Engines, each read as its own machine — its namespace, Docker's
+    sandboxes under the engine's exec-root, labelled by the engine — and merged as ``HOST:name``,
+    as machines read over ``--host`` are; routers too, so the underlay between them can be followed."""
+    parts = []
+    for h in ctx.store.hosts():
+        if not h.netns or not os.path.exists(os.path.join(RUN_NETNS, h.netns)):
+            continue
+        if h.name in engines:
+            scope = Scope(host_netns=h.netns, netns_dirs=(f"{EXEC_BASE}/{h.netns}/netns",))
+            snap = collect(scope, docker=f"unix://{engine_socket(h.netns)}")
+        else:
+            snap = collect(Scope(host_netns=h.netns), docker="none")
+        parts.append((h.name, snap, Labels(), "host"))
+    return merge(parts)
 
 
 def labels_for(ctx: Context, snap: HostSnapshot, underlay: str | None = None) -> Labels:

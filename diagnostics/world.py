@@ -16,12 +16,14 @@ verdict can name the command that fixes it.
 from __future__ import annotations
 
 import ipaddress
+import os
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from backend.errors import VxrayError
 from backend.model import FdbEntry, HostSnapshot, Labels, Link, LinkRef, Namespace, Neighbour, Route
+from backend.netns import RUN_NETNS
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 ZERO_MAC = "00:00:00:00:00:00"
@@ -176,24 +178,25 @@ class World:
 
     def command_in(self, key: str, command: str) -> str:
         """``command`` as an operator runs it in namespace ``key``, on that namespace's machine: in the
-        host's own namespace as it is, in a named one through ``ip netns exec``, in any other (Docker's
-        sandboxes and containers) through ``nsenter`` on its bind mount or a process in it. Read from
-        several machines, it says which machine (``on dh2: …``)."""
+        machine's own namespace as it is, in a named one through ``ip netns exec``, in any other (Docker's
+        sandboxes and containers) through ``nsenter`` on its bind mount or a process in it. Namespaces read
+        from several machines (``HOST:name``) say which machine (``on dh2: …``)."""
         place = self.places[key]
         ns = place.ns
-        local = ns.name.split(":", 1)[1] if not self._shared and ":" in ns.name else ns.name
+        prefixed = ns.name.startswith(f"{place.host}:")
+        local = ns.name[len(place.host) + 1 :] if prefixed else ns.name
+        named = next((p for p in ns.paths if p.startswith(f"{RUN_NETNS}/")), None)
         if ns.kind == "host" or local == "host":
             prefix = ""
-        elif ns.kind == "named" or any(p.startswith("/run/netns/") for p in ns.paths):
-            named = next((p for p in ns.paths if p.startswith("/run/netns/")), f"/run/netns/{local}")
-            prefix = f"ip netns exec {shlex.quote(named.removeprefix('/run/netns/'))} "
+        elif named is not None:
+            prefix = f"ip netns exec {shlex.quote(os.path.basename(named))} "
         elif ns.paths:
             prefix = f"nsenter --net={shlex.quote(ns.paths[0])} "
         elif ns.pids:
             prefix = f"nsenter -t {ns.pids[0]} -n "
         else:
             prefix = f"ip netns exec {shlex.quote(local)} "
-        return f"{prefix}{command}" if self._shared else f"on {place.host}: {prefix}{command}"
+        return f"on {place.host}: {prefix}{command}" if prefixed else f"{prefix}{command}"
 
     def container(self, key: str) -> str | None:
         """The container a namespace is: the store's name for it, else Docker's."""

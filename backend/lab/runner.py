@@ -26,6 +26,7 @@ from pyroute2 import IPRoute
 
 from backend import namedns, nsenter
 from backend.errors import NeedRoot, VxrayError
+from backend.lab import docker_build, engines
 from backend.lab.spec import Attachment, ContainerSpec, FaultSpec, HostSpec, LabSpec, NetworkSpec, dump, parse
 from backend.netns import RUN_NETNS
 from backend.ops import containers, entries, hostops, networks, ports
@@ -35,6 +36,7 @@ from backend.records import ContainerRecord, Endpoint, NetworkRecord
 from backend.store.embedded import EmbeddedKV
 from backend.store.registry import Registry
 
+DOCKER_ONLY = ("proxy-arp-remove", "link-down", "wrong-arp", "port-accept-remove")
 _LAB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,23}$")
 
 
@@ -130,6 +132,9 @@ def _build(spec: LabSpec, ctx: Context) -> None:
     for h in spec.hosts:
         ns = _machine(spec, h.name, [("eth0", spec.segment_of(h), h.underlay)], _gateway(spec, h))
         hostops.add(ctx, h.name, ns, str(ipaddress.IPv4Interface(h.underlay).ip))
+    if any(h.engine == "docker" for h in spec.hosts):
+        docker_build.build(spec, lab_dir(spec.name))  # Docker makes the networks and containers
+        return
     for n in spec.networks:
         networks.create(
             ctx, n.name, n.driver, n.subnet, n.gateway, None if n.vni is None else str(n.vni),
@@ -195,6 +200,8 @@ def inject(ctx: Context, fault: FaultSpec) -> None:
         entries.fdb(ctx, "del", ep.mac, vtep, network=fault.network, host=fault.host)
         if fault.kind == "stale-fdb":
             entries.fdb(ctx, "add", ep.mac, fault.dst or "", network=fault.network, host=fault.host)
+    elif fault.kind in DOCKER_ONLY:
+        raise VxrayError(f'fault {fault.kind} is injected only into Docker hosts (engine = "docker")')
     elif fault.kind == "wrong-vni":
         set_vni(ctx.host(fault.host), ctx.network(fault.network or ""), fault.vni or 0)
     else:
@@ -214,6 +221,7 @@ def _namespaces(name: str) -> list[str]:
 def down(name: str) -> list[str]:
     """Remove every namespace and the state of lab ``name``; what was removed."""
     removed = _namespaces(name)
+    engines.sweep(name, removed, lab_dir(name))  # real engines first: their processes live in these namespaces
     for ns in reversed(removed):  # containers and sandboxes before their hosts
         namedns.remove(ns)
     if os.path.isdir(lab_dir(name)):
@@ -232,7 +240,8 @@ def _ping(netns: str, ip: str, size: int | None = None) -> bool:
     """Three probes, reachable if any is answered: a neighbour entry left FAILED by an
     earlier attempt makes the first probe error out at once, before ARP is retried.
     With ``size``, probes carry that payload and may not be fragmented (MTU exercises)."""
-    argv = ["ip", "netns", "exec", netns, "ping", "-c", "3", "-i", "0.2", "-W", "1", "-q", ip]
+    enter = ["nsenter", f"--net={netns}"] if netns.startswith("/") else ["ip", "netns", "exec", netns]
+    argv = [*enter, "ping", "-c", "3", "-i", "0.2", "-W", "1", "-q", ip]
     if size is not None:
         argv[-1:-1] = ["-s", str(size), "-M", "do"]
     return subprocess.run(argv, capture_output=True).returncode == 0
@@ -255,13 +264,15 @@ def targets(ctx: Context) -> dict[tuple[str, str], tuple[str, str]]:
     return out
 
 
-def reachability(ctx: Context, size: int | None = None) -> dict[str, dict[str, bool]]:
-    """Real pings between every ordered pair of containers with a namespace (see ``targets``)."""
-    pairs = targets(ctx)
+def reachability(ctx: Context, size: int | None = None, spec: LabSpec | None = None) -> dict[str, dict[str, bool]]:
+    """Real pings between every ordered pair of containers with a namespace (see ``targets``; a lab of
+    Docker hosts: ``docker_build.targets``)."""
+    docker = spec is not None and any(h.engine == "docker" for h in spec.hosts)
+    pairs = docker_build.targets(spec, lab_dir(spec.name)) if spec is not None and docker else targets(ctx)
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = list(pool.map(lambda p: _ping(*pairs[p], size), pairs))
-    matrix: dict[str, dict[str, bool]] = {c.name: {} for c in sorted(ctx.store.containers(), key=lambda c: c.name)
-                                          if c.netns}  # fmt: skip
+    names = sorted({a for a, _ in pairs} if docker else {c.name for c in ctx.store.containers() if c.netns})
+    matrix: dict[str, dict[str, bool]] = {a: {} for a in names}
     for (a, b), ok in zip(pairs, results, strict=True):
         matrix[a][b] = ok
     return matrix
@@ -281,14 +292,14 @@ def status(name: str) -> dict[str, Any]:
         "hosts": hostops.host_list(ctx),
         "networks": networks.network_list(ctx),
         "containers": containers.container_list(ctx),
-        "reachability": reachability(ctx, built(name).size),
+        "reachability": reachability(ctx, built(name).size, built(name)),
     }
 
 
 def check(name: str) -> list[tuple[str, str]]:
     """The goal pairs that still fail (empty: solved)."""
     spec = built(name)
-    matrix = reachability(context(name), spec.size)
+    matrix = reachability(context(name), spec.size, spec)
     return [(a, b) for a, b in spec.goal if not matrix.get(a, {}).get(b, False)]
 
 

@@ -23,6 +23,7 @@ class HostSpec:
     underlay: str  # address/prefix on the underlay segment, also the host's VTEP
     segment: str | None = None  # None: the first segment (or the lab's single implicit one)
     gateway: str | None = None  # None: the router on its segment, if there is exactly one
+    engine: str = "netns"  # "docker": a real Docker Engine runs in the host and builds its networks and containers
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,14 @@ FAULT_FIELDS = {  # kind -> the fields it needs, beyond ``kind``
     "ip-forward-off": ("host",),
     "forward-drop": ("host",),
     "udp-drop": ("host",),
+    # Docker hosts: faults injected with plain ip/bridge/iptables into what Docker programmed
+    "proxy-arp-remove": ("host", "network", "container"),
+    "link-down": ("host", "network"),
+    "wrong-arp": ("container", "dst"),
+    "port-accept-remove": ("host", "container"),
 }
+DOCKER_FAULTS = ("fdb-remove", "stale-fdb", "proxy-arp-remove", "udp-drop", "link-down", "wrong-arp",
+                 "port-accept-remove")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -58,10 +66,10 @@ class FaultSpec:
     host: str | None = None  # a host or a router
     network: str | None = None
     container: str | None = None
-    dst: str | None = None  # stale-fdb: the wrong VTEP
+    dst: str | None = None  # stale-fdb: the wrong VTEP; wrong-arp: the container whose ARP entry goes wrong
     vni: int | None = None  # wrong-vni: the VNI the host's VXLAN device gets
     mtu: int | None = None  # mtu: the host's underlay MTU
-    device: str = "eth0"  # mtu: which device
+    device: str = "eth0"  # mtu: which device (link-down: vxlan0 of the network's sandbox)
     port: int = 4789  # udp-drop: which UDP port the host's INPUT drops
 
 
@@ -185,14 +193,20 @@ def parse(text: str, source: str = "lab.toml") -> LabSpec:
 
     hosts = []
     for i, h in enumerate(doc.get("hosts", [])):
-        _known(loc, h, "hosts", i, {"name", "underlay", "segment", "gateway"})
+        _known(loc, h, "hosts", i, {"name", "underlay", "segment", "gateway", "engine"})
+        engine = _str(loc, h, "hosts", i, "engine", required=False, default="netns")
+        if engine not in ("netns", "docker"):
+            raise loc.error("hosts", i, "engine", f"unknown engine {engine!r} (netns or docker)")
         segment = _str(loc, h, "hosts", i, "segment", required=False)
         if segment is not None and segment not in known_segments:
             raise loc.error("hosts", i, "segment", f"unknown segment {segment!r}")
         hosts.append(HostSpec(_str(loc, h, "hosts", i, "name"), _str(loc, h, "hosts", i, "underlay"), segment,
-                              _str(loc, h, "hosts", i, "gateway", required=False)))  # fmt: skip
+                              _str(loc, h, "hosts", i, "gateway", required=False), engine or "netns"))  # fmt: skip
     if not hosts:
         raise loc.error("lab", None, None, "a lab needs at least one [[hosts]] entry")
+    if len({h.engine for h in hosts}) > 1:
+        i = next(i for i, h in enumerate(hosts) if h.engine != hosts[0].engine)
+        raise loc.error("hosts", i, "engine", "every host of a lab runs the same engine (netns or docker)")
     host_names = {h.name for h in hosts}
     for i, r in enumerate(routers):
         if r.name in host_names:
@@ -260,6 +274,8 @@ def _fault(loc: _Locator, i: int, f: dict[str, Any], machines: set[str], nets: s
     for key, known in (("host", machines), ("network", nets), ("container", ctrs)):
         if key in f and f[key] not in known:
             raise loc.error("faults", i, key, f"unknown {key} {f[key]!r}")
+    if kind == "wrong-arp" and f["dst"] not in ctrs:
+        raise loc.error("faults", i, "dst", f"unknown container {f['dst']!r}")
     for key in ("vni", "mtu", "port"):
         if key in f and not isinstance(f[key], int):
             raise loc.error("faults", i, key, f"expected a number, got {f[key]!r}")
@@ -292,8 +308,9 @@ def dump(spec: LabSpec) -> str:
         ports = [{"segment": p.segment, "address": p.address} for p in r.interfaces]
         lines += _table("[[routers]]", {"name": r.name, "interfaces": ports})
     for h in spec.hosts:
+        engine = h.engine if h.engine != "netns" else None
         lines += _table("[[hosts]]", {"name": h.name, "underlay": h.underlay, "segment": h.segment,
-                                      "gateway": h.gateway})  # fmt: skip
+                                      "gateway": h.gateway, "engine": engine})  # fmt: skip
     for n in spec.networks:
         lines += _table("[[networks]]", {
             "name": n.name, "driver": n.driver, "subnet": n.subnet, "gateway": n.gateway, "vni": n.vni,
