@@ -98,6 +98,11 @@ class _Doctor:
                             self._in(key, f"ip link del {vx.name}  # then re-create it with id {net.vni}"),
                         ),
                     )
+                if not vx.up:
+                    evidence = [f"{self.w.place(key).label}: {vx.name} state {vx.operstate}"]
+                    self.add(0.97, host, f"{vx.name} of network {net.name} on {host} is down: nothing leaves or "
+                             f"enters the overlay there", evidence,
+                             Fix("", self._in(key, f"ip link set {vx.name} up")))  # fmt: skip
                 remote = [e for e in eps if e.host != host]
                 self._fdb(key, host, net, vx, remote, vteps)
                 self._proxy(key, host, net, vx, remote, eps)
@@ -186,8 +191,15 @@ class _Doctor:
     def _tunnel(self, key: str, host: str, vx: Link, vteps: dict[str, str | None]) -> None:
         """The VXLAN device's underlay: MTU headroom, and INPUT letting remote VTEPs' UDP in."""
         assert vx.vxlan is not None
-        under = self.w.link_at(key, vx.vxlan.underlay) if vx.vxlan.underlay else (key, None)
-        under_key, dev = under if under else (key, None)
+        under_key = self.w.vxlan_home(key, vx)  # Docker's vxlan0: where it was created, not its sandbox
+        dev = (
+            self.w.link_at(key, vx.vxlan.underlay)[1]
+            if vx.vxlan.underlay and self.w.link_at(key, vx.vxlan.underlay)
+            else None
+        )
+        peers = [v for h, v in vteps.items() if h != host and v]
+        if dev is None and peers and (route := self.w.routes[under_key].lookup(peers[0])) is not None:
+            dev = self.w.links.get((under_key, route.device or ""))
         if dev is not None and dev.mtu < vx.mtu + VXLAN_OVERHEAD:
             self.add(
                 0.8,

@@ -108,6 +108,7 @@ class _Sim:
         self.steps: list[Step] = []
         self.depth = 0
         self.arrived: Packet | None = None  # as delivered: after NAT on the way
+        self.used_neigh: tuple[str, str, str] | None = None  # (ns key, device, ip) of the last entry used
 
     # -- steps and fixes ---------------------------------------------------------------------------
 
@@ -284,6 +285,7 @@ class _Sim:
     def resolve(self, key: str, dev: Link, ip: str, src_ip: str) -> str | None:
         entry = self.w.neigh.get((key, dev.name), {}).get(ip)
         if entry is not None and entry.mac and USABLE & set(entry.state):
+            self.used_neigh = (key, dev.name, ip)
             self.step(key, "neigh", f"{ip} lladdr {entry.mac} {'/'.join(entry.state)}", f"next hop {entry.mac}",
                       dev=dev.name)  # fmt: skip
             return entry.mac
@@ -409,7 +411,7 @@ class _Sim:
                     return None
                 self.step(key, "bridge fdb", f"{frame.dst_mac} dev {port.name} master {br.name} {entry.state}",
                           f"forward to {port.name}", dev=port.name)  # fmt: skip
-                if not self._fits(key, port, frame, "leaving by"):
+                if not self._port_open(key, port) or not self._fits(key, port, frame, "leaving by"):
                     return None
                 return self.l2_send(key, port, frame)
             self.step(key, "bridge fdb", f"no entry for {frame.dst_mac} on {br.name}", "unknown unicast: flood")
@@ -420,13 +422,23 @@ class _Sim:
                 return got
         return self._flood(key, candidates, frame)
 
+    def _port_open(self, key: str, port: Link) -> bool:
+        """A port whose device is down is ``disabled``: the bridge sends nothing through it."""
+        if port.up and (port.bridge_port is None or port.bridge_port.state in ("forwarding", "learning")):
+            return True
+        state = port.bridge_port.state if port.bridge_port else port.operstate
+        self.fail(key, "bridge port", f"{port.name} state {state}", f"{port.name} is down: the bridge drops the frame",
+                  Fix("", self._in(key, f"ip link set {port.name} up")))  # fmt: skip
+        return False
+
     def _flood(self, key: str, ports: list[Link], frame: Frame) -> str | None:
         failures: list[list[Step]] = []
         for port in ports:
             if port.bridge_port is not None and frame.dst_mac != BROADCAST and not port.bridge_port.unicast_flood:
                 continue
             mark = len(self.steps)
-            got = self.l2_send(key, port, frame) if self._fits(key, port, frame, "leaving by") else None
+            ok = self._port_open(key, port) and self._fits(key, port, frame, "leaving by")
+            got = self.l2_send(key, port, frame) if ok else None
             if got is not None:
                 return got
             failures.append(self.steps[mark:])
@@ -488,6 +500,15 @@ class _Sim:
             how = f"{ZERO_MAC} (flood) dst " + ", ".join(e.dst or "?" for e in entries) if entries else ""
         if not entries and info.group:
             return self._vxlan_multicast(key, vx, frame)
+        if not entries and not self.w.macs.get(frame.dst_mac) and frame.packet is not None and self.used_neigh:
+            n_key, n_dev, n_ip = self.used_neigh  # nobody has this MAC: the sender's ARP entry is wrong
+            right = next((lk.mac for _, lk in self.w.owners(n_ip) if lk.mac), None)
+            self.fail(key, "vxlan fdb", f"no entry for {frame.dst_mac} on {vx.name}",
+                      f"{frame.dst_mac} is no device's MAC: the ARP entry {n_ip} lladdr {frame.dst_mac} in "
+                      f"{self.w.container(n_key) or self.w.place(n_key).label} is wrong"
+                      f"{f' ({n_ip} is behind {right})' if right else ''}",
+                      Fix("", self._in(n_key, f"ip neigh del {n_ip} dev {n_dev}")))  # fmt: skip
+            return None
         if not entries:
             miss = " (l2miss: only a notification)" if info.l2miss else ""
             self.fail(key, "vxlan fdb", f"no entry for {frame.dst_mac} on {vx.name}",

@@ -156,7 +156,7 @@ class World:
             return word
         place = self.place_of(word)
         if place is None:
-            raise VxrayError(f"unknown container, namespace or IPv4 address {word!r}")
+            raise VxrayError(f"unknown container, HOST:PORT, namespace or address {word!r}")
         found = [a for lk in place.ns.links if lk.name != "lo" for a in lk.addresses
                  if a.scope != "link" and ":" not in a.address]  # fmt: skip
         if not found:

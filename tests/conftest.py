@@ -108,10 +108,14 @@ def have(tool: str) -> bool:
 
 ACCURACY = [0, 0]  # trace verdicts agreeing with real pings, cases tried (tests/test_trace_accuracy.py)
 LIVE = [0, 0]  # traces whose every watchable step a live probe confirmed, cases tried
+DOCKER = [0, 0]  # traces on real Docker Engines agreeing with real pings, cases tried (tests/test_docker_labs.py)
+DOCTOR = [0, 0]  # faults injected into Docker's state that the doctor named first, faults tried
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for what, (agreed, tried) in (("verdicts agreeing with real pings", ACCURACY),
-                                  ("steps confirmed by a live probe", LIVE)):  # fmt: skip
+                                  ("steps confirmed by a live probe", LIVE),
+                                  ("on real Docker Engines, verdicts agreeing with real pings", DOCKER),
+                                  ("on real Docker Engines, faults the doctor names first", DOCTOR)):  # fmt: skip
         if tried:
             terminalreporter.write_line(f"trace accuracy, {what}: {agreed}/{tried} ({100 * agreed / tried:.1f}%)")

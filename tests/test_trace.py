@@ -149,7 +149,7 @@ def test_trace_text_tells_the_story_and_exits_like_ping(
     assert main(["trace", "vm33", "vm34"]) == 0
     assert capsys.readouterr().out.strip().endswith("DELIVERED: the packet and its reply get through.")
     assert main(["trace", "vm33", "nowhere"]) == 2
-    assert capsys.readouterr().err.strip() == "vxray: unknown container, HOST:PORT or address 'nowhere'"
+    assert capsys.readouterr().err.strip() == "vxray: unknown container, HOST:PORT, namespace or address 'nowhere'"
     runner.down(name)
 
 

@@ -136,7 +136,9 @@ def _read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
         from tui.cli import doctor_lines
 
         findings = doctor(world, _desired(world))
-        if findings:
+        if args.json:
+            print(json.dumps([f.as_dict() for f in findings], indent=2))
+        elif findings:
             print("\n".join(doctor_lines(findings)))
         else:
             alone = (

@@ -111,6 +111,9 @@ def inject(spec: LabSpec, data_dir: str, fault: FaultSpec) -> None:
             _in(sandbox, "bridge", "fdb", "add", mac, "dev", "vxlan0", "dst", fault.dst or "", "self", "permanent")
     elif fault.kind == "proxy-arp-remove" and engine is not None and ip:
         _in(_sandbox(engine, fault.network or ""), "ip", "neigh", "del", ip, "dev", "vxlan0")
+        for other in ctrs.values():  # and the host's containers' caches expired: their next packet asks
+            if other.host == engine.host and other.sandbox and fault.network in other.addresses:
+                _in(other.sandbox, "ip", "neigh", "flush", "to", ip)
     elif fault.kind == "link-down" and engine is not None:
         _in(_sandbox(engine, fault.network or ""), "ip", "link", "set", fault.device, "down")
     elif fault.kind == "udp-drop" and engine is not None:
