@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from backend.lab import runner
 from tui.cli import main
 
-from conftest import Lab, sh
+from conftest import Lab, have, sh
 
 OVERLAY_BROKEN = ("vm33>vm34 vm34>vm33", "vm3>vm33 vm3>vm34 vm33>vm3 vm33>vm34 vm34>vm3 vm34>vm33")
 SWARM_OK = "web1>web2 web2>web1 web1>db2 db2>web1 web2>db2 db2>web2 db1>db2 db2>db1"
@@ -31,6 +32,9 @@ EXPECTED: dict[str, tuple[str, str | None]] = {
     "overlay-vni-broken": OVERLAY_BROKEN,
     "overlay-mtu-broken": OVERLAY_BROKEN,
     "overlay-firewall-broken": OVERLAY_BROKEN,
+    # real Docker Engines (skipped without docker.io)
+    "docker-swarm": ("vm3>vm33 vm3>vm4 vm33>vm3 vm33>vm4 vm4>vm3 vm4>vm33", None),
+    "docker-bridge": ("a1>c1 b1>c1 c1>a1 c1>b1", None),
 }
 
 
@@ -63,6 +67,8 @@ def test_every_builtin_scenario_has_an_expected_matrix() -> None:
 
 @pytest.mark.parametrize("scenario", sorted(EXPECTED))
 def test_scenario_matrix_before_and_after_its_fix(scenario: str, lab: Lab, home: Path) -> None:
+    if scenario.startswith("docker-") and not (have("dockerd") and os.path.exists("/bin/busybox")):
+        pytest.skip("needs docker.io and busybox-static")
     if scenario == "macvlan-vlan" and not _has_8021q(lab):
         pytest.skip("this kernel has no 802.1Q support (CONFIG_VLAN_8021Q)")
     before, after = EXPECTED[scenario]
