@@ -49,7 +49,8 @@ FAULTS: list[tuple[str, FaultSpec, int | None]] = [
     (SWARM, FaultSpec("stale-fdb", host="node2", network="ov", container="web1", dst="192.168.1.99"), None),
 ]
 # no 802.1Q in every kernel; Docker's labs have their own matrix (tests/test_docker_labs.py)
-SCENARIOS = [n for n in runner.builtin_names() if n != "macvlan-vlan" and not n.startswith("docker-")]
+SCENARIOS = [n for n in runner.builtin_names()
+             if n != "macvlan-vlan" and all(h.engine == "netns" for h in runner.load(n)[0].hosts)]  # fmt: skip
 
 
 def _live(t: Trace, underlay: str, netns: str, ip: str, size: int | None) -> int | None:
