@@ -102,7 +102,8 @@ class _Doctor:
                     evidence = [f"{self.w.place(key).label}: {vx.name} state {vx.operstate}"]
                     self.add(0.97, host, f"{vx.name} of network {net.name} on {host} is down: nothing leaves or "
                              f"enters the overlay there", evidence,
-                             Fix("", self._in(key, f"ip link set {vx.name} up")))  # fmt: skip
+                             Fix(f"vxray network repair {net.name}",
+                                 self._in(key, f"ip link set {vx.name} up")))  # fmt: skip
                 remote = [e for e in eps if e.host != host]
                 self._fdb(key, host, net, vx, remote, vteps)
                 self._proxy(key, host, net, vx, remote, eps)

@@ -427,8 +427,10 @@ class _Sim:
         if port.up and (port.bridge_port is None or port.bridge_port.state in ("forwarding", "learning")):
             return True
         state = port.bridge_port.state if port.bridge_port else port.operstate
+        net = self.w.network(key) if port.vxlan is not None else None  # up again, it has lost its ARP proxy's entries
+        fix = Fix(f"vxray network repair {net}" if net else "", self._in(key, f"ip link set {port.name} up"))
         self.fail(key, "bridge port", f"{port.name} state {state}", f"{port.name} is down: the bridge drops the frame",
-                  Fix("", self._in(key, f"ip link set {port.name} up")))  # fmt: skip
+                  fix)  # fmt: skip
         return False
 
     def _flood(self, key: str, ports: list[Link], frame: Frame) -> str | None:
@@ -507,7 +509,8 @@ class _Sim:
                       f"{frame.dst_mac} is no device's MAC: the ARP entry {n_ip} lladdr {frame.dst_mac} in "
                       f"{self.w.container(n_key) or self.w.place(n_key).label} is wrong"
                       f"{f' ({n_ip} is behind {right})' if right else ''}",
-                      Fix("", self._in(n_key, f"ip neigh del {n_ip} dev {n_dev}")))  # fmt: skip
+                      Fix(f"vxray arp del {n_ip} --container {ctr}" if (ctr := self.w.container(n_key)) else "",
+                          self._in(n_key, f"ip neigh del {n_ip} dev {n_dev}")))  # fmt: skip
             return None
         if not entries:
             miss = " (l2miss: only a notification)" if info.l2miss else ""
@@ -599,8 +602,8 @@ class _Sim:
             vtep = self._vtep_of(owner_keys[0]) if owner_keys else None
             native = self._in(key, f"bridge fdb replace {what} dev {dev} dst {vtep or 'VTEP'}")
             if net and vtep:
-                return Fix(f"vxray fdb add {what} --network {net} dst {vtep} --host {host}  (or: vxray fdb sync {net})",
-                           native)  # fmt: skip
+                on = f" --host {host}" if len(self.w.labels.host_netns) > 1 else ""
+                return Fix(f"vxray fdb add {what} --network {net} dst {vtep}{on}", native)
         return Fix(f"vxray fdb sync {net or 'NETWORK'}", native)
 
     def _vtep_of(self, key: str) -> str | None:

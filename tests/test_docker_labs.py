@@ -77,7 +77,8 @@ def _files(name: str, home: Path) -> list[str]:
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     capsys.readouterr()
     code = main(list(argv))
-    return code, capsys.readouterr().out
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
 
 
 def _agreement(name: str, home: Path, capsys: pytest.CaptureFixture[str], first: str | None = None
@@ -99,20 +100,25 @@ def _agreement(name: str, home: Path, capsys: pytest.CaptureFixture[str], first:
         if t["delivered"] != real:
             step = t["steps"][t["failed_step"]] if t["failed_step"] is not None else {"decision": "delivered"}
             wrong.append(f"{a} -> {b}: trace says {step['decision']!r}, ping says {'ok' if real else 'lost'}")
-        if t["failed_step"] is not None and (fix := t["steps"][t["failed_step"]]["fix"]) and fix["native"]:
-            fixes.append(fix["native"])
+        if t["failed_step"] is not None and (fix := t["steps"][t["failed_step"]]["fix"]):
+            fixes.append(fix["vxray"] or fix["native"])
     return wrong, fixes
 
 
-def _run_fix(name: str, native: str) -> None:
-    """A fix as printed (``on dh2: nsenter --net=… bridge fdb …``), run where it says: a lab host's own
-    namespace is that machine."""
-    host, _, command = native.partition(": ") if native.startswith("on ") else ("", "", native)
+def _run_fix(name: str, printed: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A fix as printed: vxray's (``vxray fdb sync prod``, run in the lab, whose hosts are Docker's), or the
+    plain one (``on dh2: nsenter --net=… bridge fdb …``), run where it says — a lab host's own namespace
+    is that machine."""
+    if printed.startswith("vxray "):
+        code, out = _cli(capsys, *shlex.split(printed)[1:])
+        assert code == 0, f"the printed fix failed: {printed}: {out}"
+        return
+    host, _, command = printed.partition(": ") if printed.startswith("on ") else ("", "", printed)
     argv = shlex.split(command)
     if host:
         argv = ["ip", "netns", "exec", f"{name}.{host.removeprefix('on ')}", *argv]
     proc = subprocess.run(argv, capture_output=True, text=True)
-    assert proc.returncode == 0, f"the printed fix failed: {native}: {proc.stderr}"
+    assert proc.returncode == 0, f"the printed fix failed: {printed}: {proc.stderr}"
 
 
 def test_trace_agrees_with_real_pings_on_the_swarm_as_docker_built_it(
@@ -154,12 +160,12 @@ def test_trace_and_doctor_agree_with_real_pings_under_a_fault_and_the_printed_fi
     wrong, fixes = _agreement(name, home, capsys, first)
     assert not wrong, wrong
     assert fixes, "some pair fails under the fault, and its trace prints a fix"
-    for native in dict.fromkeys(fixes):
-        _run_fix(name, native)
+    for printed in dict.fromkeys(fixes):
+        _run_fix(name, printed, capsys)
     for _ in range(4):  # what the trace's fix uncovers (a device set up again lost its proxy-ARP entries)
         found = codec.json.loads(_cli(capsys, *_files(name, home), "doctor", "--json")[1])
-        for native in dict.fromkeys(f["fix"]["native"] for f in found if f["fix"] and f["fix"]["native"]):
-            _run_fix(name, native)
+        for printed in dict.fromkeys(f["fix"]["vxray"] or f["fix"]["native"] for f in found if f["fix"]):
+            _run_fix(name, printed, capsys)
     wrong, fixes = _agreement(name, home, capsys, first)
     assert not wrong and not fixes, (wrong, fixes)
     code, out = _cli(capsys, *_files(name, home), "doctor")

@@ -10,48 +10,15 @@ answers from — which is what Docker's overlay driver does by itself.
 
 from __future__ import annotations
 
-import errno
 import ipaddress
-from dataclasses import dataclass
-from typing import Any
-
-from pyroute2 import NetlinkError
 
 from backend import validate
 from backend.errors import VxrayError
-from backend.hosts import Host, index_of
-from backend.ops.context import Context
+from backend.hosts import Host, NetnsHost, index_of
+from backend.ops import docker_overlay
+from backend.ops.changes import FLOOD_MAC, Change, apply
+from backend.ops.context import LOCAL, Context
 from backend.ops.sandbox import SANDBOX_VXLAN, sandbox_name
-
-NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
-NTF_SELF = 0x02  # the VXLAN device's own table, where dst lives (not the bridge's: that is "master")
-FLOOD_MAC = "00:00:00:00:00:00"
-
-
-@dataclass(frozen=True)
-class Change:
-    """One kernel change, with the iproute2 command an operator would type for it."""
-
-    host: str
-    netns: str | None
-    kind: str  # fdb | neigh
-    action: str  # add | del | replace | append
-    mac: str
-    dev: str
-    dst: str | None = None  # fdb: the remote VTEP
-    ip: str | None = None  # neigh: the address
-
-    @property
-    def command(self) -> str:
-        where = f"ip netns exec {self.netns} " if self.netns else ""
-        if self.kind == "fdb":
-            return f"{where}bridge fdb {self.action} {self.mac} dev {self.dev} dst {self.dst}"
-        state = "" if self.action == "del" else " nud permanent"
-        return f"{where}ip neigh {self.action} {self.ip} lladdr {self.mac} dev {self.dev}{state}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"host": self.host, "netns": self.netns, "kind": self.kind, "action": self.action, "mac": self.mac,
-                "dev": self.dev, "dst": self.dst, "ip": self.ip, "command": self.command}  # fmt: skip
 
 
 def resolve_netns(ctx: Context, h: Host, netns: str | None) -> str | None:
@@ -67,26 +34,6 @@ def resolve_netns(ctx: Context, h: Host, netns: str | None) -> str | None:
     raise VxrayError(f"unknown namespace {netns!r} on host {h.name}")
 
 
-def apply(h: Host, change: Change) -> None:
-    where = change.netns or f"host {h.name}"
-    with h.ipr(change.netns) as ipr:
-        idx = index_of(ipr, change.dev, where)
-        try:
-            if change.kind == "fdb":
-                ipr.fdb(change.action, ifindex=idx, lladdr=change.mac, dst=change.dst, flags=NTF_SELF,
-                        state=NUD_NOARP | NUD_PERMANENT)  # fmt: skip
-            else:
-                state = {} if change.action == "del" else {"state": NUD_PERMANENT}
-                ipr.neigh(change.action, dst=change.ip, lladdr=change.mac, ifindex=idx, **state)
-        except NetlinkError as exc:
-            what = f"{change.kind} entry {change.mac} dev {change.dev} in {where}"
-            if exc.code == errno.EEXIST:
-                raise VxrayError(f"{what} already exists") from None
-            if exc.code == errno.ENOENT:
-                raise VxrayError(f"{what}: no such entry") from None
-            raise VxrayError(f"{what}: {exc.args[1] if len(exc.args) > 1 else exc}") from None
-
-
 def fdb(
     ctx: Context, action: str, mac: str, dst: str, dev: str | None = None, netns: str | None = None,
     network: str | None = None, host: str | None = None,
@@ -94,6 +41,12 @@ def fdb(
     if action not in ("add", "del"):
         raise VxrayError(f"invalid fdb action {action!r}: add or del")
     mac, dst = validate.mac(mac), validate.ipv4(dst)
+    action = "replace" if action == "add" else action  # a static entry takes the place of a learnt or stale one
+    if network is not None and ctx.store.network(network) is None:  # a Docker network, by its name or id
+        engine, path, vxlan = docker_overlay.network_sandbox(ctx, network, host)
+        change = Change(engine.name, path, "fdb", action, mac, validate.ifname(dev or vxlan), dst=dst)
+        apply(docker_host(ctx, engine), change)
+        return change
     h = ctx.host(host)
     if network is not None:
         net = ctx.network(network)
@@ -122,7 +75,10 @@ def arp(
     if action == "add" and mac is None:
         raise VxrayError("arp add needs a MAC address")
     mac = validate.mac(mac) if mac else "00:00:00:00:00:00"
-    if container is not None:
+    if container is not None and ctx.store.container(container) is None:  # a Docker container
+        engine, ns = docker_overlay.container_netns(ctx, container)
+        h = docker_host(ctx, engine)
+    elif container is not None:
         rec = ctx.container(container)
         h, ns = ctx.host(rec.host), rec.netns
     else:
@@ -167,11 +123,19 @@ def sync_plan(ctx: Context, network: str) -> list[Change]:
     return plan
 
 
+def docker_host(ctx: Context, engine: docker_overlay.Engine) -> Host:
+    """The host a Docker Engine serves: a lab host, or this machine."""
+    return ctx.host(engine.host) if engine.host else NetnsHost(LOCAL)
+
+
 def sync(ctx: Context, network: str, dry_run: bool = False) -> list[Change]:
-    plan = sync_plan(ctx, network)
+    """Program every host's sandbox for ``network`` (the store's; else Docker's, from its Engine API)."""
+    docker = ctx.store.network(network) is None
+    plan = docker_overlay.sync_plan(ctx, network) if docker else sync_plan(ctx, network)
+    engines = {e.name: e for e in docker_overlay.engines(ctx)} if docker else {}
     if not dry_run:
         for change in plan:
-            h = ctx.host(change.host)
+            h = docker_host(ctx, engines[change.host]) if docker else ctx.host(change.host)
             if change.action == "append" and _has_flood_entry(h, change):
                 continue
             apply(h, change)

@@ -18,7 +18,7 @@ from pyroute2 import NetlinkError
 from backend import rtnl_edit, validate
 from backend.errors import VxrayError
 from backend.hosts import Host, index_of, kernel_error
-from backend.ops import entries, flannel
+from backend.ops import docker_overlay, entries, flannel
 from backend.ops.containers import disconnect
 from backend.ops.context import Context
 from backend.ops.hostops import enable_forwarding
@@ -327,6 +327,14 @@ def repair(ctx: Context, name: str, host: str | None = None) -> list[str]:
     are flushed, and for overlays ``fdb sync`` programs every remote MAC and IP
     again — overwriting stale entries.
     """
+    if ctx.store.network(name) is None:  # Docker's network: its sandboxes' devices up, its entries programmed
+        fixed = []
+        for engine, path, dev in docker_overlay.up_plan(ctx, name):
+            if host is None or engine.host == host:
+                docker_overlay.set_up(path, dev)
+                fixed.append(f"{engine.name}: {dev} in {path} was down, set up")
+        changes = entries.sync(ctx, name)
+        return [*fixed, f"fdb sync {name}: {len(changes)} FDB/neighbour entries programmed (from Docker's Engine)"]
     rec = ctx.network(name)
     if host is not None:
         ctx.host(host)

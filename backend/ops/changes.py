@@ -1,0 +1,73 @@
+"""One kernel change to an FDB or neighbour table, with the iproute2 command an operator would type.
+
+Shared by the store's overlays (``entries``) and Docker's (``docker_overlay``): both end
+in the same netlink requests, in a named namespace or a bind-mounted one (Docker's).
+"""
+
+from __future__ import annotations
+
+import errno
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from pyroute2 import NetlinkError
+
+from backend.errors import VxrayError
+from backend.hosts import Host, index_of
+
+NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
+NTF_SELF = 0x02  # the VXLAN device's own table, where dst lives (not the bridge's: that is "master")
+FLOOD_MAC = "00:00:00:00:00:00"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One kernel change, with the iproute2 command an operator would type for it."""
+
+    host: str
+    netns: str | None
+    kind: str  # fdb | neigh
+    action: str  # add | del | replace | append
+    mac: str
+    dev: str
+    dst: str | None = None  # fdb: the remote VTEP
+    ip: str | None = None  # neigh: the address
+
+    @property
+    def command(self) -> str:
+        if self.netns is None:
+            where = ""
+        elif self.netns.startswith("/"):  # Docker's sandboxes and containers: a bind mount, not a netns name
+            where = f"nsenter --net={shlex.quote(self.netns)} "
+        else:
+            where = f"ip netns exec {shlex.quote(self.netns)} "
+        if self.kind == "fdb":
+            return f"{where}bridge fdb {self.action} {self.mac} dev {self.dev} dst {self.dst}"
+        if self.action == "del":
+            return f"{where}ip neigh del {self.ip} dev {self.dev}"
+        return f"{where}ip neigh {self.action} {self.ip} lladdr {self.mac} dev {self.dev} nud permanent"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "netns": self.netns, "kind": self.kind, "action": self.action, "mac": self.mac,
+                "dev": self.dev, "dst": self.dst, "ip": self.ip, "command": self.command}  # fmt: skip
+
+
+def apply(h: Host, change: Change) -> None:
+    where = change.netns or f"host {h.name}"
+    with h.ipr(change.netns) as ipr:
+        idx = index_of(ipr, change.dev, where)
+        try:
+            if change.kind == "fdb":
+                ipr.fdb(change.action, ifindex=idx, lladdr=change.mac, dst=change.dst, flags=NTF_SELF,
+                        state=NUD_NOARP | NUD_PERMANENT)  # fmt: skip
+            else:
+                state = {} if change.action == "del" else {"state": NUD_PERMANENT}
+                ipr.neigh(change.action, dst=change.ip, lladdr=change.mac, ifindex=idx, **state)
+        except NetlinkError as exc:
+            what = f"{change.kind} entry {change.mac} dev {change.dev} in {where}"
+            if exc.code == errno.EEXIST:
+                raise VxrayError(f"{what} already exists") from None
+            if exc.code == errno.ENOENT:
+                raise VxrayError(f"{what}: no such entry") from None
+            raise VxrayError(f"{what}: {exc.args[1] if len(exc.args) > 1 else exc}") from None
