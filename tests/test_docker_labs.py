@@ -170,3 +170,103 @@ def test_trace_and_doctor_agree_with_real_pings_under_a_fault_and_the_printed_fi
     assert not wrong and not fixes, (wrong, fixes)
     code, out = _cli(capsys, *_files(name, home), "doctor")
     assert code == 0 and "no findings" in out, out
+
+
+ENDS = ["vm3", "dh1:vm3", "10.0.9.102", "dh1:8081", "dh2:host", "nosuch", "300.1.2.3", "dh1:", ":80", "vm3;id",
+        "", "-x", "dh9:vm3", "a" * 300]  # fmt: skip
+
+
+def test_every_kind_of_trace_end_gets_a_verdict_or_one_line(
+    swarm: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = _files(*swarm)
+    for src in ENDS:
+        for dst in ENDS:
+            capsys.readouterr()
+            try:
+                code = main([*files, "trace", src, dst])
+            except SystemExit as exc:  # argparse refuses what looks like an option
+                code = exc.code
+            out = capsys.readouterr()
+            assert code in (0, 1, 2), (src, dst, code)
+            assert "Traceback" not in out.err, (src, dst, out.err)
+            if code == 2:
+                assert len(out.err.strip().splitlines()) == 1 and out.err.startswith("vxray"), (src, dst, out.err)
+
+
+def test_size_fragments_like_ping_and_df_forbids_it(
+    swarm: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    name, home = swarm
+    files = _files(name, home)
+    netns, ip = docker_build.targets(runner.built(name), runner.lab_dir(name))["vm33", "vm3"]
+    enter = ["nsenter", f"--net={netns}", "ping", "-c", "1", "-W", "2", "-s", "8000"]
+    assert subprocess.run([*enter, ip], capture_output=True).returncode == 0, "ping -s 8000 passes, fragmented"
+    assert _cli(capsys, *files, "trace", "vm33", "vm3", "--size", "8000")[0] == 0
+    assert subprocess.run([*enter, "-M", "do", ip], capture_output=True).returncode != 0, "ping -M do does not"
+    code, out = _cli(capsys, *files, "trace", "vm33", "vm3", "--size", "8000", "--df", "--json")
+    step = codec.json.loads(out)["steps"][-1]
+    assert code == 1 and step["table"] == "mtu" and "1450" in step["decision"]
+    assert step["fix"] is None, "no fix raises the container's MTU above what the overlay carries"
+
+
+def test_docker_networks_and_containers_are_repaired_by_their_docker_names(
+    swarm: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    name, _ = swarm
+    dh2 = next(e for e in docker_build.engines_of(runner.built(name), runner.lab_dir(name)) if e.host == "dh2")
+    sandbox = next(str(p) for p in Path(dh2.netns_dir).iterdir() if p.name.startswith("1-") and _has_vxlan(str(p))
+                   and "10.0.9.1/" in _addresses(str(p)))  # fmt: skip
+    before = subprocess.run(["nsenter", f"--net={sandbox}", "bridge", "fdb", "show", "dev", "vxlan0"],
+                            capture_output=True, text=True).stdout  # fmt: skip
+    for bad in (["fdb", "add", "02:42:0a:00:09:66", "--network", "nosuch", "dst", "192.168.77.11", "--host", "dh2"],
+                ["fdb", "add", "02:42:zz:00:09:66", "--network", "prod", "dst", "192.168.77.11", "--host", "dh2"],
+                ["fdb", "add", "02:42:0a:00:09:66", "--network", "prod", "dst", "192.168.77.11"],
+                ["arp", "add", "10.0.9.102", "02:42:0a:00:09:66", "--container", "nosuch"],
+                ["fdb", "sync", "nosuch"]):  # fmt: skip
+        code, out = _cli(capsys, *bad)
+        assert code == 2 and len(out.strip().splitlines()) == 1, (bad, out)
+    after = subprocess.run(["nsenter", f"--net={sandbox}", "bridge", "fdb", "show", "dev", "vxlan0"],
+                           capture_output=True, text=True).stdout  # fmt: skip
+    assert after == before, "a bad value changes nothing"
+    subprocess.run(["nsenter", f"--net={sandbox}", "bridge", "fdb", "del", "02:42:0a:00:09:66", "dev", "vxlan0",
+                    "self"], check=True)  # fmt: skip
+    assert _cli(capsys, "fdb", "add", "02:42:0a:00:09:66", "--network", "prod", "dst", "192.168.77.11",
+                "--host", "dh2")[0] == 0  # fmt: skip
+    assert (
+        "02:42:0a:00:09:66 dst 192.168.77.11"
+        in subprocess.run(
+            ["nsenter", f"--net={sandbox}", "bridge", "fdb", "show", "dev", "vxlan0"], capture_output=True, text=True
+        ).stdout
+    )
+    code, out = _cli(capsys, "arp", "add", "10.0.9.102", "02:42:0a:00:09:66", "--container", "vm33")
+    assert code == 0 and "ip neigh replace 10.0.9.102" in out
+    assert _cli(capsys, "arp", "del", "10.0.9.102", "--container", "vm33")[0] == 0
+    code, out = _cli(capsys, "fdb", "sync", "prod", "--dry-run")
+    assert code == 0 and "dh1:" in out and "dh2:" in out and "02:42:0a:00:09:85" in out
+
+
+def _has_vxlan(path: str) -> bool:
+    out = subprocess.run(["nsenter", f"--net={path}", "ip", "-d", "link"], capture_output=True, text=True).stdout
+    return "vxlan id" in out
+
+
+def _addresses(path: str) -> str:
+    return subprocess.run(["nsenter", f"--net={path}", "ip", "addr"], capture_output=True, text=True).stdout
+
+
+def test_the_drawing_shows_dockers_tunnels_both_ways_with_each_hosts_vtep(
+    swarm: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from backend.merge import merge
+    from backend.model import Labels
+    from tui.drawing import draw, tunnels
+
+    files = _files(*swarm)
+    parts = [(f.split("=")[0], codec.loads(Path(f.split("file://")[1]).read_text()), Labels(), "host")
+             for f in files[1::2]]  # fmt: skip
+    snap, labels = merge(parts)
+    found, strays = tunnels(snap, labels, ["dh1", "dh2"])
+    assert strays == [] and ("dh1", "dh2", True, True) in [(t.a, t.b, t.forward, t.back) for t in found]
+    text = "\n".join("".join(s.text for s in line) for line in draw(snap, labels))
+    assert "192.168.77.11" in text and "192.168.77.12" in text and "no tunnel" not in text

@@ -64,7 +64,7 @@ def _api(engine: Engine, what: str) -> Iterator[Any]:
     try:
         with docker.APIClient(base_url=engine.url, timeout=15, version="auto") as api:
             yield api
-    except docker.errors.NotFound as exc:
+    except docker.errors.NotFound:
         raise VxrayError(f"unknown {what} on {engine.name}") from None
     except docker.errors.DockerException as exc:
         raise VxrayError(f"{what}: Docker Engine at {engine.url}: {getattr(exc, 'explanation', None) or exc}") from None
