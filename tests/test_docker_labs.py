@@ -64,13 +64,16 @@ def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]
 
 
 def _files(name: str, home: Path) -> list[str]:
-    """``vxray snapshot --json`` of each Docker host, saved as a ticket's attachment would be."""
+    """``vxray snapshot --json`` of each Docker host (and router), saved as a ticket's attachment would be."""
+    spec = runner.built(name)
     flags = []
-    for e in docker_build.engines_of(runner.built(name), runner.lab_dir(name)):
-        snap = collect(Scope(host_netns=e.netns, netns_dirs=(e.netns_dir,)), docker=e.url)
-        path = home / f"{e.host}.json"
-        path.write_text(codec.dumps(snap))
-        flags += ["-H", f"{e.host}=file://{path}"]
+    machines = [(e.host, Scope(host_netns=e.netns, netns_dirs=(e.netns_dir,)), e.url)
+                for e in docker_build.engines_of(spec, runner.lab_dir(name))]  # fmt: skip
+    machines += [(r.name, Scope(host_netns=f"{name}.{r.name}"), "none") for r in spec.routers]
+    for host, scope, url in machines:
+        path = home / f"{host}.json"
+        path.write_text(codec.dumps(collect(scope, docker=url)))
+        flags += ["-H", f"{host}=file://{path}"]
     return flags
 
 
@@ -119,6 +122,20 @@ def _run_fix(name: str, printed: str, capsys: pytest.CaptureFixture[str]) -> Non
         argv = ["ip", "netns", "exec", f"{name}.{host.removeprefix('on ')}", *argv]
     proc = subprocess.run(argv, capture_output=True, text=True)
     assert proc.returncode == 0, f"the printed fix failed: {printed}: {proc.stderr}"
+
+
+def test_trace_agrees_with_real_pings_on_a_swarm_routed_between_two_segments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
+    name = f"{RUN_PREFIX}rt"
+    spec = replace(runner.load("docker-swarm-routed")[0], name=name)
+    try:
+        runner.up(spec, dump(spec))
+        wrong, _ = _agreement(name, tmp_path, capsys)
+        assert not wrong, wrong
+    finally:
+        runner.down(name)
 
 
 def test_trace_agrees_with_real_pings_on_the_swarm_as_docker_built_it(
