@@ -51,6 +51,12 @@ def engine_socket(netns: str) -> str:
     return f"{EXEC_BASE}/{netns}/docker.sock"
 
 
+def engine_scope(netns: str) -> tuple[Scope, str]:
+    """What to read for a lab host running a Docker Engine: its namespace, the sandboxes under the
+    engine's exec-root; and the engine to label them by."""
+    return Scope(host_netns=netns, netns_dirs=(f"{EXEC_BASE}/{netns}/netns",)), f"unix://{engine_socket(netns)}"
+
+
 def _observe_engines(ctx: Context, engines: dict[str, str]) -> tuple[HostSnapshot, Labels]:
     """Hosts that run real Docker Engines, each read as its own machine — its namespace, Docker's
     sandboxes under the engine's exec-root, labelled by the engine — and merged as ``HOST:name``,
@@ -60,8 +66,7 @@ def _observe_engines(ctx: Context, engines: dict[str, str]) -> tuple[HostSnapsho
         if not h.netns or not os.path.exists(os.path.join(RUN_NETNS, h.netns)):
             continue
         if h.name in engines:
-            scope = Scope(host_netns=h.netns, netns_dirs=(f"{EXEC_BASE}/{h.netns}/netns",))
-            snap = collect(scope, docker=f"unix://{engine_socket(h.netns)}")
+            snap = collect(*engine_scope(h.netns))
         else:
             snap = collect(Scope(host_netns=h.netns), docker="none")
         parts.append((h.name, snap, Labels(), "host"))

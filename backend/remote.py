@@ -54,6 +54,8 @@ class Address:
     netns: tuple[str, ...] = ()
     host_netns: str = ""
     command: str = ""
+    netns_dir: tuple[str, ...] = ()  # Docker's <exec-root>/netns on a machine whose engine is not the default
+    docker: str = ""  # the Engine the agent labels containers from (``none``: skip)
 
     @property
     def destination(self) -> str:
@@ -61,7 +63,8 @@ class Address:
 
 
 def parse(url: str) -> Address:
-    """``ssh://[user@]host[:port][?netns=GLOB&host_netns=NS&command=PATH]`` or ``file://PATH``; one-line errors."""
+    """``ssh://[user@]host[:port][?netns=GLOB&host_netns=NS&netns_dir=DIR&docker=URL&command=PATH]`` or
+    ``file://PATH``; one-line errors."""
     parts = urlsplit(url)
     query = parse_qs(parts.query)
     if parts.scheme == "file":
@@ -77,11 +80,13 @@ def parse(url: str) -> Address:
         raise VxrayError(f"bad host {url!r}: the port is not a number") from None
     if not parts.hostname:
         raise VxrayError(f"bad host {url!r}: no host name")
-    unknown = set(query) - {"netns", "host_netns", "command"}
+    unknown = set(query) - {"netns", "host_netns", "netns_dir", "docker", "command"}
     if unknown:
-        raise VxrayError(f"bad host {url!r}: unknown option {sorted(unknown)[0]!r} (netns, host_netns, command)")
+        raise VxrayError(f"bad host {url!r}: unknown option {sorted(unknown)[0]!r} (netns, host_netns, netns_dir, "
+                         f"docker, command)")  # fmt: skip
     return Address(url, "ssh", parts.hostname, parts.username or "", port, netns=tuple(query.get("netns", [])),
-                   host_netns=query.get("host_netns", [""])[0], command=query.get("command", [""])[0])  # fmt: skip
+                   host_netns=query.get("host_netns", [""])[0], command=query.get("command", [""])[0],
+                   netns_dir=tuple(query.get("netns_dir", [])), docker=query.get("docker", [""])[0])  # fmt: skip
 
 
 @dataclass
@@ -161,6 +166,8 @@ class SshMachine:
         remote = [*shlex.split(self.command), *(["--read-only"] if self.read_only else []), "agent", "--stdio"]
         remote += [f"--netns={g}" for g in self.address.netns]
         remote += [f"--host-netns={self.address.host_netns}"] if self.address.host_netns else []
+        remote += [f"--netns-dir={d}" for d in self.address.netns_dir]
+        remote += [f"--docker={self.address.docker}"] if self.address.docker else []
         ssh = ["ssh", "-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2"]
         ssh += ["-F", self.ssh_config] if self.ssh_config else []
         ssh += ["-p", str(self.address.port)] if self.address.port else []

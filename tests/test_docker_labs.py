@@ -11,6 +11,7 @@ must name the fault first, and the fix the trace prints must make the ping pass 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shlex
 import subprocess
@@ -19,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sshd import Servers, vxray_command
 
 from backend import codec
 from backend.collect import collect
@@ -45,22 +47,36 @@ FAULTS = [  # (fault, what the doctor's first finding must mention)
 ]
 
 
+SSH: list[str] = []  # -H flags reaching the swarm's hosts over real OpenSSH, once the module's sshds run
+
+
 @pytest.fixture(scope="module")
 def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The swarm, and sshd in each Docker host's namespace (reached over the lab underlay from dh2)."""
     home = tmp_path_factory.mktemp("docker-home")
-    old = os.environ.get("VXRAY_HOME")
-    os.environ["VXRAY_HOME"] = str(home)
+    env = {"VXRAY_HOME": str(home)}
     name = f"{RUN_PREFIX}sw"
     spec = replace(runner.load("docker-swarm")[0], name=name)
+    servers = Servers(tmp_path_factory.mktemp("docker-ssh"), f"{name}.dh2", env)
+    env |= {"VXRAY_SSH_CONFIG": servers.config, "VXRAY_REMOTE_COMMAND": vxray_command()}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         runner.up(spec, dump(spec))
+        for e in docker_build.engines_of(spec, runner.lab_dir(name)):
+            address = str(ipaddress.IPv4Interface(next(h.underlay for h in spec.hosts if h.name == e.host)).ip)
+            servers.start(e.host, e.netns, address)
+            SSH.extend(["-H", f"{e.host}=ssh://{address}?host_netns={e.netns}&netns_dir={e.netns_dir}&docker={e.url}"])
         yield name, home
     finally:
+        servers.stop()
+        SSH.clear()
         runner.down(name)
-        if old is None:
-            os.environ.pop("VXRAY_HOME", None)
-        else:
-            os.environ["VXRAY_HOME"] = old
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _files(name: str, home: Path) -> list[str]:
@@ -86,10 +102,11 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 
 def _agreement(name: str, home: Path, capsys: pytest.CaptureFixture[str], first: str | None = None
                ) -> tuple[list[str], list[str]]:  # fmt: skip
-    """Each ordered pair: a fresh snapshot, the trace by container name, then the real ping (a ping
-    that passes teaches learning devices, so the next pair is read anew); pairs sent from host
-    ``first`` go first, before a reply from elsewhere teaches it what the fault took away.
-    Disagreements, and the native fixes the failing traces print."""
+    """Each ordered pair: fresh snapshots, the trace by container name over ``file://`` snapshots and
+    (with the module's sshds) over ``ssh://`` agents, then the real ping — a ping that passes teaches
+    learning devices, so the next pair is read anew; pairs sent from host ``first`` go first, before
+    a reply from elsewhere teaches it what the fault took away. Disagreements, and the fixes the
+    failing traces print."""
     spec = runner.built(name)
     pairs = docker_build.targets(spec, runner.lab_dir(name))
     where = {r.name: r.host for r in docker_build.running(spec, runner.lab_dir(name))}
@@ -97,12 +114,16 @@ def _agreement(name: str, home: Path, capsys: pytest.CaptureFixture[str], first:
     for (a, b), (netns, ip) in sorted(pairs.items(), key=lambda kv: (where[kv[0][0]] != first, kv[0])):
         _, out = _cli(capsys, *_files(name, home), "trace", a, b, "--json")
         t = codec.json.loads(out)
+        over_ssh = [("ssh", codec.json.loads(_cli(capsys, *SSH, "trace", a, b, "--json")[1]))] if SSH else []
         real = runner._ping(netns, ip)
-        DOCKER[0] += t["delivered"] == real
-        DOCKER[1] += 1
-        if t["delivered"] != real:
-            step = t["steps"][t["failed_step"]] if t["failed_step"] is not None else {"decision": "delivered"}
-            wrong.append(f"{a} -> {b}: trace says {step['decision']!r}, ping says {'ok' if real else 'lost'}")
+        for how, verdict in [("file", t), *over_ssh]:
+            DOCKER[0] += verdict["delivered"] == real
+            DOCKER[1] += 1
+            if verdict["delivered"] != real:
+                failed = verdict["failed_step"]
+                step = verdict["steps"][failed] if failed is not None else {"decision": "delivered"}
+                wrong.append(f"{a} -> {b} over {how}: trace says {step['decision']!r}, ping says "
+                             f"{'ok' if real else 'lost'}")  # fmt: skip
         if t["failed_step"] is not None and (fix := t["steps"][t["failed_step"]]["fix"]):
             fixes.append(fix["vxray"] or fix["native"])
     return wrong, fixes

@@ -64,31 +64,39 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 DEMO = "overlay-static"
+DOCKER_DEMO = "docker-swarm"
 
 
 def _demo(args: argparse.Namespace) -> int:
     """The seed lab of the field notes, then the main view: the app on a terminal, the snapshots otherwise."""
     from backend.collect import collect
     from backend.lab import runner
+    from backend.observe import engine_scope
     from tui.summary import snapshot_lines
 
+    name = DOCKER_DEMO if args.docker else DEMO
     if args.action == "down":
-        removed = runner.down(DEMO)
+        removed = [ns for lab in (DEMO, DOCKER_DEMO) if lab in runner.running() for ns in runner.down(lab)]
         print(f"demo removed ({len(removed)} namespaces)")
         return 0
-    if DEMO not in runner.running():
-        runner.up(*runner.load(DEMO))
-    runner.use(DEMO)
+    if name not in runner.running():
+        runner.up(*runner.load(name))
+    runner.use(name)
     if sys.stdout.isatty() and sys.stdin.isatty():
         from tui.app import VxrayApp
         from tui.source import live
 
         VxrayApp(live([])).run()
         return 0
-    ctx = runner.context(DEMO)
+    ctx = runner.context(name)
     for host in ctx.store.hosts():
-        print("\n".join(snapshot_lines(collect(ctx.host(host.name).scope(), docker="none"))))
+        scope = engine_scope(host.netns or "") if args.docker else (ctx.host(host.name).scope(), "none")
+        print("\n".join(snapshot_lines(collect(*scope))))
         print()
+    if args.docker:
+        print(f"Lab {name} is up and current: two real Docker Engines in a swarm, overlay prod, vm3 and vm4 on dh1, "
+              f"vm33 on dh2. Try `vxray trace vm33 vm3`, `vxray doctor`; `vxray demo down` removes it.")  # fmt: skip
+        return 0
     print(f"Lab {DEMO} is up and current: vm33 cannot ping vm3. Try `vxray lab check`, `vxray fdb sync prod`, "
           f"then `vxray lab check` again; `vxray demo down` removes it.")  # fmt: skip
     return 0

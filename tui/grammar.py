@@ -241,6 +241,8 @@ def parser() -> Parser:
 
     demo = sub.add_parser("demo", help="build the field notes' two-host overlay in namespaces and show it")
     demo.add_argument("action", nargs="?", choices=("up", "down"), default="up")
+    demo.add_argument("--docker", action="store_true", help="the same overlay on two real Docker Engines in a swarm "
+                      "(lab docker-swarm)")  # fmt: skip
 
     app = sub.add_parser("app", help="the live view of every host, with the command line, trace and doctor inside "
                          "(what `vxray` alone opens)")  # fmt: skip

@@ -44,8 +44,15 @@ def _vxlan(lk: Link) -> str:
     ]
     return (
         f"{lk.name} vni {vx.vni} dstport {vx.dstport} local {vx.local or '-'} "
-        f"group {vx.group or '-'} dev {ref(vx.underlay)} ageing {vx.ageing} {' '.join(flags)} mtu {lk.mtu}"
+        f"group {vx.group or '-'} dev {ref(vx.underlay)}{_home(lk)} ageing {vx.ageing} {' '.join(flags)} mtu {lk.mtu}"
     )
+
+
+def _home(lk: Link) -> str:
+    """Where a VXLAN device without ``dev`` sends from: the namespace it was created in (Docker's vxlan0)."""
+    if lk.vxlan is None or lk.vxlan.underlay is not None or lk.link_netns is None:
+        return ""
+    return f" link-netns {lk.link_netns.netns_name}"
 
 
 def multicast(entry: FdbEntry | Neighbour | Route) -> bool:

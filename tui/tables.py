@@ -76,7 +76,8 @@ def _vxlan(ns: Namespace, labels: Labels, owners: dict[str, str]) -> Iterator[Ro
                                          ("l3miss", vx.l3miss)) if on)  # fmt: skip
         entries = sum(1 for e in ns.fdb if e.device == lk.name and e.dst)
         yield f"{ns.id}/{lk.index}", (_who(labels, ns), lk.name, str(vx.vni), vx.local or "", str(vx.dstport),
-                                      flags, ref(vx.underlay), str(entries))  # fmt: skip
+                                      flags, ref(vx.underlay) if vx.underlay or lk.link_netns is None
+                                      else f"netns {lk.link_netns.netns_name}", str(entries))  # fmt: skip
 
 
 def _fdb(ns: Namespace, labels: Labels, owners: dict[str, str]) -> Iterator[Row]:
