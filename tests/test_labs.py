@@ -221,3 +221,12 @@ def test_fault_of_an_unknown_kind_or_missing_a_field_is_named() -> None:
         parse(text.replace("gremlins", "wrong-vni"), "t.toml")
     with pytest.raises(VxrayError, match=r"^t.toml:17: faults\[0\].host: unknown host 'h9'$"):
         parse(text.replace("gremlins", "forward-drop").replace('host = "h1"\n', 'host = "h9"\n'), "t.toml")
+
+
+def test_a_lab_file_names_a_bad_engine_or_a_mix_of_engines_with_its_line() -> None:
+    base = '[lab]\nname = "x"\n\n[[hosts]]\nname = "a"\nunderlay = "10.0.0.1/24"\nengine = "{}"\n'
+    with pytest.raises(VxrayError, match=r"lab.toml:7: hosts\[0\].engine: unknown engine 'podman'"):
+        parse(base.format("podman"), "lab.toml")
+    mixed = base.format("docker") + '\n[[hosts]]\nname = "b"\nunderlay = "10.0.0.2/24"\n'
+    with pytest.raises(VxrayError, match=r"hosts\[1\].engine: every host of a lab runs the same engine"):
+        parse(mixed, "lab.toml")
