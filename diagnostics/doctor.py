@@ -21,11 +21,12 @@ from typing import Any
 
 from backend.model import Link
 from backend.records import Endpoint, HostRecord, NetworkRecord
-from diagnostics.netfilter import Flow, hook
+from diagnostics.netfilter import Flow, dnat_to, hook, published, published_accept
 from diagnostics.trace import USABLE, VXLAN_OVERHEAD, Fix
 from diagnostics.world import ZERO_MAC, World
 
 FLANNEL_PREFIX = "flannel."
+OUTSIDE = "198.51.100.1"  # a client somewhere else (TEST-NET-2): what a published port is for
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,38 @@ class _Doctor:
                              f"VNI {vni} carries two subnets: {net} here, {first[0]} elsewhere",
                              [f"{w}: {net}" for w in where] + [f"{w}: {first[0]}" for w in first[1]])  # fmt: skip
 
+    def published_ports(self) -> None:
+        """A published port (a DNAT rule) whose forwarded traffic the filter FORWARD chain drops: the
+        ACCEPT Docker adds to its DOCKER chain for it went missing, or a policy shuts it."""
+        for key, place in self.w.places.items():
+            for backend, rule in published(place.ns):
+                ip, port = dnat_to(rule)
+                route = self.w.routes[key].lookup(ip) if ip else None
+                uplink = self._uplink(key)
+                if route is None or not route.device or not rule.dport or not rule.dport.isdigit() or uplink is None:
+                    continue
+                proto, dport = rule.protocol or "tcp", port or int(rule.dport)
+                flow = Flow(OUTSIDE, ip, proto, dport, uplink, route.device)
+                decision = hook(place.ns, "filter", "FORWARD", flow)
+                if decision.accepted:
+                    continue
+                who = next((self.w.container(k) or self.w.place(k).label for k, _ in self.w.owners(ip)), ip)
+                accept = published_accept(place.ns, backend, ip, proto, dport, route.device)
+                self.add(0.85, place.host, f"published port {rule.dport}/{proto} of {who} is dropped on {place.host}: "
+                         f"FORWARD refuses what the DNAT sends to {ip}:{dport}",
+                         [f"-A {rule.chain} {rule.spec}", decision.describe()],
+                         Fix("", self._in(key, accept or decision.undo())))  # fmt: skip
+
+    def _uplink(self, key: str) -> str | None:
+        """The device traffic from elsewhere arrives on: the default route's, else the first that is up,
+        no bridge, and holds a global IPv4 address."""
+        default = self.w.routes[key].lookup(OUTSIDE)
+        if default is not None and default.device:
+            return default.device
+        return next((lk.name for lk in self.w.place(key).ns.links if lk.up and lk.kind not in ("bridge", "loopback")
+                     and lk.master is None and any(a.scope == "global" and ":" not in a.address
+                                                   for a in lk.addresses)), None)  # fmt: skip
+
     # -- forwarding --------------------------------------------------------------------------------
 
     def forwarding(self) -> None:
@@ -410,6 +443,7 @@ def doctor(world: World, want: Desired) -> list[Finding]:
     d = _Doctor(world, want)
     d.overlays()
     d.vni_subnets()
+    d.published_ports()
     d.forwarding()
     d.duplicates()
     d.stale_neighbours()

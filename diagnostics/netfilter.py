@@ -176,3 +176,23 @@ def dnat_to(rule: Rule) -> tuple[str, int | None]:
     """``--to-destination IP[:PORT]`` of a DNAT rule."""
     ip, _, port = (rule.to or "").partition(":")
     return ip, int(port) if port.isdigit() else None
+
+
+def published(ns: Namespace) -> list[tuple[str, Rule]]:
+    """Every DNAT rule of the nat table (a ``-p`` port mapping, in Docker's DOCKER chain), with its back-end."""
+    return [(rs.backend, r) for rs in ns.netfilter if (t := rs.table("nat")) is not None for c in t.chains
+            for r in c.rules if r.target == "DNAT" and r.to]  # fmt: skip
+
+
+def published_accept(ns: Namespace, backend: str, dst: str, proto: str, dport: int, bridge: str) -> str | None:
+    """The filter rule Docker adds for a published port (``-A DOCKER -d IP/32 ! -i BR -o BR -p tcp --dport
+    PORT -j ACCEPT``), as the command that puts it back, when a DNAT rule sends ``proto`` traffic to
+    ``dst:dport``; None when no published port leads there."""
+    if not any(dnat_to(r) in ((dst, dport), (dst, None)) for b, r in published(ns) if b == backend):
+        return None
+    command = "iptables-legacy" if backend == "legacy" else "iptables-nft"
+    ruleset = next((rs for rs in ns.netfilter if rs.backend == backend), None)
+    filt = ruleset.table("filter") if ruleset else None
+    chain = "DOCKER" if filt is not None and filt.chain("DOCKER") is not None else "FORWARD"
+    return (f"{command} -I {chain} -d {dst}/32 ! -i {bridge} -o {bridge} -p {proto} -m {proto} --dport {dport} "
+            f"-j ACCEPT")  # fmt: skip

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from backend.model import Link
-from diagnostics.netfilter import Decision, Flow, dnat_to, hook
+from diagnostics.netfilter import Decision, Flow, dnat_to, hook, published_accept
 from diagnostics.world import BROADCAST, ZERO_MAC, World
 
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
@@ -251,11 +251,15 @@ class _Sim:
                 self.step(key, f"filter {chain}", decision.describe(), "accepted")
             return True
         self.fail(key, f"filter {chain}", decision.describe(), f"{pkt.proto} {pkt.src} -> {pkt.dst} dropped",
-                  self._filter_fix(key, chain, decision, pkt))  # fmt: skip
+                  self._filter_fix(key, chain, decision, pkt, out_iface))  # fmt: skip
         return False
 
-    def _filter_fix(self, key: str, chain: str, decision: Decision, pkt: Packet) -> Fix:
+    def _filter_fix(self, key: str, chain: str, decision: Decision, pkt: Packet, out_iface: str | None) -> Fix:
         rule = decision.rule
+        ns = self.w.place(key).ns
+        if chain == "FORWARD" and pkt.dport and out_iface and (accept := published_accept(
+                ns, decision.backend, pkt.dst, pkt.proto, pkt.dport, out_iface)):  # fmt: skip
+            return Fix("", self._in(key, accept))  # a published port that lost its ACCEPT: put back that one rule
         if rule is None and chain == "FORWARD":
             return self._host_fix(key, "forward_policy=ACCEPT", decision.undo())
         if rule is not None and chain == "INPUT" and pkt.proto == "udp" and rule.dport and rule.target == "DROP":

@@ -167,6 +167,33 @@ class World:
             found = [a for a in found if any(ipaddress.IPv4Address(a.address) in net for net in mine)] or found
         return found[0].address
 
+    def endpoint_of(self, word: str, src: Place | None = None) -> tuple[str, int | None]:
+        """A destination as typed, with ``HOST:PORT`` (a machine's published port: its address, or an
+        IP and a port) besides what ``address_of`` takes; (address, port or None)."""
+        host, colon, port = word.rpartition(":")
+        if not (colon and port.isdigit()):
+            return self.address_of(word, src), None
+        if not 0 < int(port) < 65536:
+            raise VxrayError(f"invalid port {port!r} in {word!r}: 1-65535")
+        if _is_ipv4(host):
+            return host, int(port)
+        home = self.find(f"{host}:host") or self.find(self.labels.host_netns.get(host, "\0"))
+        address = self.machine_address(home.key) if home is not None else None
+        if address is None:
+            raise VxrayError(f"unknown machine {host!r} in {word!r} (HOST:PORT names a machine and a published port)")
+        return address, int(port)
+
+    def machine_address(self, key: str) -> str | None:
+        """Where others reach a machine: the VTEP of its VXLAN devices, else the first global IPv4 address
+        of a device of its own namespace that is up, no bridge and no bridge port."""
+        host = self.places[key].host
+        vtep = next((v for v, h in self.host_vteps().items() if h == host), None)
+        if vtep is not None:
+            return vtep
+        return next((a.address for lk in self.places[key].ns.links if lk.up and lk.kind not in ("bridge", "loopback")
+                     and lk.master is None for a in lk.addresses if a.scope == "global" and ":" not in a.address),
+                    None)  # fmt: skip
+
     def local(self, key: str, ip: str) -> Link | None:
         """The link of namespace ``key`` holding ``ip`` (any local address answers, as arp_ignore=0)."""
         if ip.startswith("127."):

@@ -308,3 +308,34 @@ def test_the_drawing_shows_dockers_tunnels_both_ways_with_each_hosts_vtep(
     assert strays == [] and ("dh1", "dh2", True, True) in [(t.a, t.b, t.forward, t.back) for t in found]
     text = "\n".join("".join(s.text for s in line) for line in draw(snap, labels))
     assert "192.168.77.11" in text and "192.168.77.12" in text and "no tunnel" not in text
+
+
+def test_a_published_port_that_lost_its_accept_rule_is_found_by_trace_and_doctor_and_fixed(
+    swarm: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    name, home = swarm
+    spec = runner.built(name)
+    netns, _ = docker_build.targets(spec, runner.lab_dir(name))["vm33", "vm3"]
+
+    def agree(expected: bool) -> None:
+        real = subprocess.run(["nsenter", f"--net={netns}", "nc", "-z", "-w", "2", "192.168.77.11", "8081"],
+                              capture_output=True).returncode == 0  # fmt: skip
+        assert real == expected, "nc from vm33 to dh1:8081"
+        for flags in (_files(name, home), SSH):
+            t = codec.json.loads(_cli(capsys, *flags, "trace", "vm33", "dh1:8081", "--json")[1])
+            DOCKER[0] += t["delivered"] == real
+            DOCKER[1] += 1
+            assert t["delivered"] == real, t["steps"][t["failed_step"] or 0]
+
+    agree(True)
+    docker_build.inject(spec, runner.lab_dir(name), FaultSpec("port-accept-remove", host="dh1", container="vm3"))
+    agree(False)
+    findings = codec.json.loads(_cli(capsys, *_files(name, home), "doctor", "--json")[1])
+    DOCTOR[0] += bool(findings) and "published port 8081" in findings[0]["title"]
+    DOCTOR[1] += 1
+    assert findings and "published port 8081" in findings[0]["title"], [f["title"] for f in findings]
+    t = codec.json.loads(_cli(capsys, *_files(name, home), "trace", "vm33", "dh1:8081", "--json")[1])
+    fix = t["steps"][t["failed_step"]]["fix"]
+    assert "-I DOCKER -d " in fix["native"] and "--dport 80 -j ACCEPT" in fix["native"], fix
+    _run_fix(name, fix["native"], capsys)
+    agree(True)

@@ -155,8 +155,9 @@ def _read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
     src = world.place_of(args.src)
     if src is None:
         raise VxrayError(f"unknown container or namespace {args.src!r} on {', '.join(m.name for m in ms)}")
-    dst = world.address_of(args.dst, src)
-    t = trace(world, src.label, dst, args.proto, args.dport, args.size, args.df)
+    dst, port = world.endpoint_of(args.dst, src)
+    proto = "tcp" if port and args.proto == "icmp" else args.proto
+    t = trace(world, src.label, dst, proto, args.dport or port, args.size, args.df)
     if args.live:
         from tui.cli import live_report
 
@@ -164,7 +165,7 @@ def _read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
     if args.json:
         print(json.dumps(t.as_dict(), indent=2))
     else:
-        lines = trace_lines(t, _names(world), f"trace {args.src} -> {args.dst} ({dst}), {args.proto}")
+        lines = trace_lines(t, _names(world), f"trace {args.src} -> {args.dst} ({dst}), {proto}")
         print("\n".join(lines))
     return 0 if t.delivered else 1
 

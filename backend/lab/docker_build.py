@@ -124,18 +124,22 @@ def inject(spec: LabSpec, data_dir: str, fault: FaultSpec) -> None:
         _in(victim.sandbox, "ip", "neigh", "replace", other.addresses[net], "lladdr", "02:42:de:ad:be:ef", "dev",
             "eth0", "nud", "permanent")  # fmt: skip
     elif fault.kind == "port-accept-remove" and engine is not None and victim is not None:
-        _drop_port_accept(engine, victim)
+        _drop_port_accept(spec, engine, victim)
     else:
         raise VxrayError(f"fault {fault.kind} cannot be injected into a Docker lab as given")
 
 
-def _drop_port_accept(engine: Engine, victim: Running) -> None:
+def _drop_port_accept(spec: LabSpec, engine: Engine, victim: Running) -> None:
     """Delete the filter DOCKER chain's ACCEPT for the container's published port (what Docker added)."""
-    ip = next(iter(victim.addresses.values()), "")
+    mapping = next((c.ports[0] for c in spec.containers if c.name == victim.name and c.ports), None)
+    if mapping is None:
+        raise VxrayError(f"container {victim.name} publishes no port")
+    port = mapping.partition(":")[2].partition("/")[0]
     proc = subprocess.run(["ip", "netns", "exec", engine.netns, "iptables", "-S", "DOCKER"], capture_output=True,
                           text=True)  # fmt: skip
-    rule = next((line.split() for line in proc.stdout.splitlines()
-                 if line.startswith("-A DOCKER ") and f"-d {ip}/32" in line and "-j ACCEPT" in line), None)  # fmt: skip
+    accepts = [line.split() for line in proc.stdout.splitlines()
+               if line.startswith("-A DOCKER ") and "-j ACCEPT" in line]  # fmt: skip
+    rule = next((r for r in accepts if "--dport" in r and r[r.index("--dport") + 1] == port), None)
     if rule is None:
         raise VxrayError(f"no ACCEPT rule for {victim.name}'s published port in {engine.host}'s DOCKER chain")
     _in(engine.netns, "iptables", "-D", *rule[1:])
