@@ -51,3 +51,12 @@ def test_a_fix_in_another_machines_sandbox_names_the_machine_and_enters_by_its_b
     w = World([merged], labels)
     key = next(k for k, p in w.places.items() if p.ns.kind == "overlay-sandbox")
     assert w.command_in(key, "ip neigh") == "on dh2: nsenter --net=/run/docker/netns/1-abcdefghij ip neigh"
+
+
+def test_the_trace_pickers_offer_dockers_containers_by_name_and_host_colon_name_when_taken_twice() -> None:
+    from tui.tables import trace_ends
+
+    machines = {"dh1": {"vm3": "10.0.9.2", "web": "10.0.9.4"}, "dh2": {"vm33": "10.0.9.3", "web": "10.0.9.5"}}
+    parts = [(h, _machine(h, c), Labels(), "host") for h, c in machines.items()]
+    snap, labels = merge(parts)
+    assert trace_ends(snap, labels) == ["dh1:web", "dh2:web", "vm3", "vm33"]

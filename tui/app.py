@@ -57,7 +57,7 @@ from tui.completer import VxrayCompleter
 from tui.drawing import Line, draw, on_path
 from tui.messages import CommandFinished, SnapshotCollected
 from tui.source import Source
-from tui.tables import VIEWS, hosts, rows
+from tui.tables import VIEWS, hosts, rows, trace_ends
 from tui.topology import Node as TopoNode
 from tui.topology import tree as topology_tree
 from tui.vocabulary import Vocabulary, build, from_machines
@@ -301,7 +301,7 @@ class VxrayApp(App[None]):
             self.host = self.host if self.host in names else names[0]
             for h, why in event.labels.offline.items():
                 self.log_line(f"{h} is offline: {why}")
-        ends = sorted(set(event.labels.containers.values()))
+        ends = trace_ends(event.snapshot, event.labels)
         for select in self.query("#src, #dst").results(Select):
             if self.ends != ends:
                 keep = select.value

@@ -153,3 +153,14 @@ def vteps(snap: HostSnapshot, labels: Labels) -> dict[str, str]:
     world = World([snap], labels)  # a VTEP without ``local`` (Docker's) is where the kernel sends from
     return {vtep: labels.hosts[world.place(k).label] for k, lk in world.vxlans
             if world.place(k).label in labels.hosts and (vtep := world.vtep(k, lk))}  # fmt: skip
+
+
+def trace_ends(snap: HostSnapshot, labels: Labels) -> list[str]:
+    """What the trace's pickers offer: every container by the store's name or Docker's — as ``HOST:name``
+    where the same name runs on several machines."""
+    found: dict[str, list[str]] = {}
+    for ns in snap.namespaces:
+        name = labels.containers.get(ns.name) or (ns.container.name if ns.container else None)
+        if name:
+            found.setdefault(name, []).append(ns.name)
+    return sorted(name if len(where) == 1 else label for name, where in found.items() for label in where)
