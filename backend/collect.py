@@ -17,7 +17,18 @@ from dataclasses import dataclass, field
 from backend import nsenter
 from backend.docker_engine import DockerLabels, engine_url, read_labels
 from backend.links import NsLinks, Resolver
-from backend.model import Address, ContainerInfo, FdbEntry, HostSnapshot, Namespace, Neighbour, Route, RuleSet, Sysctls
+from backend.model import (
+    Address,
+    ContainerInfo,
+    DockerNetwork,
+    FdbEntry,
+    HostSnapshot,
+    Namespace,
+    Neighbour,
+    Route,
+    RuleSet,
+    Sysctls,
+)
 from backend.netfilter import read_rulesets
 from backend.netlink import NetlinkSocket
 from backend.netns import NsHandle, Scope, discover
@@ -98,10 +109,13 @@ def collect(
     try:
         containers: dict[int, ContainerInfo] = {}
         sandboxes: dict[int, str] = {}
+        overlays: tuple[DockerNetwork, ...] = ()
         url = None if docker == "none" else engine_url(docker)
         if url:
             try:
-                containers, sandboxes = _label(handles, read_labels(url))
+                labels = read_labels(url)
+                containers, sandboxes = _label(handles, labels)
+                overlays = labels.overlays
             except Exception as exc:  # noqa: BLE001 - any Engine failure: unlabelled, with a note
                 notes.append(f"docker engine at {url} not readable, containers unlabelled: {exc}")
         reads: list[NsRead] = []
@@ -145,6 +159,7 @@ def collect(
         kernel=os.uname().release,
         namespaces=namespaces,
         notes=tuple(notes),
+        docker=overlays,
     )
 
 

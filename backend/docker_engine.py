@@ -7,10 +7,12 @@ The kernel knows a namespace only by inode; Docker knows it by its sandbox key
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
+from typing import Any
 
-from backend.model import ContainerInfo, ContainerNetwork
+from backend.model import ContainerInfo, ContainerNetwork, DockerNetwork, DockerTask
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 
@@ -21,6 +23,7 @@ class DockerLabels:
 
     containers: dict[int, ContainerInfo]
     networks: dict[str, str]  # network id -> name, to name overlay sandboxes
+    overlays: tuple[DockerNetwork, ...] = ()
 
     def sandbox_network(self, sandbox: str) -> str | None:
         """The network of a sandbox named ``1-<first 10 of its id>`` or ``lb_<first 9 or more of its id>``."""
@@ -64,7 +67,27 @@ def read_labels(url: str, timeout: float = 5.0) -> DockerLabels:
                 for name, ep in sorted((settings.get("Networks") or {}).items())
             )
             containers[inode] = ContainerInfo(info["Name"].lstrip("/"), info["Id"], networks)
-        networks = {n["Id"]: n["Name"] for n in client.networks()}
-        return DockerLabels(containers, networks)
+        found = client.networks()
+        networks = {n["Id"]: n["Name"] for n in found}
+        own = (client.info().get("Swarm") or {}).get("NodeAddr") or None
+        overlays = tuple(_overlay(client.inspect_network(n["Id"], verbose=True), own) for n in found
+                         if n.get("Driver") == "overlay")  # fmt: skip
+        return DockerLabels(containers, networks, overlays)
     finally:
         client.close()
+
+
+def mac_of(ip: str) -> str:
+    """The MAC Docker gives an endpoint: 02:42 and its IPv4 address (``GenerateMACFromIP``)."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
+
+
+def _overlay(info: dict[str, Any], own: str | None) -> DockerNetwork:
+    """One overlay from ``network inspect --verbose``: its peers, and every task with its host's address."""
+    vni = (info.get("Options") or {}).get("com.docker.network.driver.overlay.vxlanid_list", "").split(",")[0]
+    config = ((info.get("IPAM") or {}).get("Config") or [{}])[0] or {}
+    tasks = tuple(DockerTask(t["Name"], t["EndpointIP"], mac_of(t["EndpointIP"]), (t.get("Info") or {})["Host IP"])
+                  for service in (info.get("Services") or {}).values() for t in service.get("Tasks") or ()
+                  if t.get("EndpointIP") and (t.get("Info") or {}).get("Host IP"))  # fmt: skip
+    return DockerNetwork(info["Name"], info["Id"], int(vni) if vni.isdigit() else None, config.get("Subnet"), own,
+                         tuple(p["IP"] for p in info.get("Peers") or () if p.get("IP")), tasks)  # fmt: skip

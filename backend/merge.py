@@ -51,4 +51,5 @@ def merge(parts: list[tuple[str, HostSnapshot, Labels, str]]) -> tuple[HostSnaps
         labels.networks.update({f"{host}:{k}": v for k, v in own.networks.items() if k in present})
     taken = max((s.taken_at for _, s, _, _ in parts), default=0.0)
     kernel = ", ".join(sorted({s.kernel for _, s, _, _ in parts}))
-    return HostSnapshot("+".join(h for h, *_ in parts), taken, kernel, tuple(spaces), tuple(notes)), labels
+    docker = tuple(n for _, snap, _, _ in parts for n in snap.docker)  # each says whose it is (local_vtep)
+    return HostSnapshot("+".join(h for h, *_ in parts), taken, kernel, tuple(spaces), tuple(notes), docker), labels

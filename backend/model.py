@@ -227,6 +227,31 @@ class ContainerNetwork:
 
 
 @dataclass(frozen=True)
+class DockerTask:
+    """An endpoint of a Docker overlay as its Engine knows it, wherever it runs."""
+
+    name: str
+    ip: str
+    mac: str  # what Docker derives from the address (02:42 + the IPv4 bytes)
+    vtep: str  # the address of the host it runs on
+
+
+@dataclass(frozen=True)
+class DockerNetwork:
+    """What a Docker Engine says of one of its overlays (``network inspect --verbose``): which hosts
+    have it and every endpoint with its host — what each host's sandbox should be programmed for,
+    including hosts that were not read."""
+
+    name: str
+    id: str
+    vni: int | None = None
+    subnet: str | None = None
+    local_vtep: str | None = None  # this node's address in the swarm
+    peers: tuple[str, ...] = ()  # addresses of the nodes that have the network
+    tasks: tuple[DockerTask, ...] = ()
+
+
+@dataclass(frozen=True)
 class Namespace:
     """A network namespace and everything the kernel holds in it.
 
@@ -276,6 +301,7 @@ class HostSnapshot:
     kernel: str
     namespaces: tuple[Namespace, ...] = ()
     notes: tuple[str, ...] = ()
+    docker: tuple[DockerNetwork, ...] = ()  # the overlays the host's Docker Engine reported
 
     def namespace(self, key: str) -> Namespace | None:
         """Find a namespace by id or label."""

@@ -6,8 +6,10 @@ hosts with each other: every endpoint in an overlay sandbox of VNI N on one host
 must be reachable from every other host's device of VNI N, every FDB ``dst`` must
 be a VTEP some host owns, and one VNI carries one subnet. This module builds that
 desired state — hosts with the VTEP their VXLAN devices send from, overlay networks
-by VNI, endpoints from the containers wired into each sandbox's bridge — so the
-doctor's store-driven checks run unchanged. Pure: a ``World`` in, records out.
+by VNI, endpoints from the containers wired into each sandbox's bridge, and those of
+hosts that were not read as their Docker Engine announced them (``network inspect
+--verbose``: one host read alone is checked against its peers) — so the doctor's
+store-driven checks run unchanged. Pure: a ``World`` in, records out.
 """
 
 from __future__ import annotations
@@ -47,5 +49,15 @@ def observed(world: World) -> Desired:
             if ctr.ns.kind not in ("docker", "named") or ip is None or not lk.mac:
                 continue  # Docker's load-balancer sandbox and the like are no container
             endpoints.append(Endpoint(ctr.label, name, place.host, lk.name, lk.mac, ip, port.name))
+    read = set(hosts.values())
+    for net in world.docker:  # endpoints on hosts that were not read: as their Docker Engine announced them
+        if net.name not in networks:
+            continue
+        for task in net.tasks:
+            if task.vtep not in read and task.vtep != net.local_vtep:
+                node = f"node {task.vtep}"
+                hosts.setdefault(node, task.vtep)
+                if not any(e.ip == task.ip and e.network == net.name for e in endpoints):
+                    endpoints.append(Endpoint(task.name, net.name, node, "eth0", task.mac, task.ip, ""))
     return Desired(tuple(HostRecord(h, vtep) for h, vtep in sorted(hosts.items())),
                    tuple(networks[n] for n in sorted(networks)), tuple(endpoints))  # fmt: skip

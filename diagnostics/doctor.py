@@ -71,11 +71,12 @@ class _Doctor:
 
     def overlays(self) -> None:
         vteps = {h.name: h.vtep for h in self.want.hosts if h.vtep}
+        read = {p.host for p in self.w.places.values()}
         sandboxes = {(p.host, self.w.network(p.key)): p.key for p in self.w.places.values() if self.w.network(p.key)
                      and any(lk.vxlan for lk in p.ns.links)}  # fmt: skip
         for net in (n for n in self.want.networks if n.driver == "overlay"):
             eps = [e for e in self.want.endpoints if e.network == net.name]
-            for host in sorted({e.host for e in eps}):
+            for host in sorted({e.host for e in eps} & read):  # a host not read is only a peer here
                 key = sandboxes.get((host, net.name))
                 vx = next((lk for lk in self.w.place(key).ns.links if lk.vxlan), None) if key else None
                 if key is None or vx is None or vx.vxlan is None:

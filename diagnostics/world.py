@@ -69,6 +69,7 @@ class World:
         self.ports: dict[tuple[str, str], list[Link]] = {}
         self.children: dict[tuple[str, int], list[tuple[str, Link]]] = {}  # parent (key, index) -> macvlan/vlan
         self.vxlans: list[tuple[str, Link]] = []
+        self.docker = tuple(n for snap in snapshots for n in snap.docker)  # what Docker Engines said of overlays
         for snap in snapshots:
             for ns in snap.namespaces:
                 key = ns.id if shared else f"{snap.host}|{ns.id}"

@@ -339,3 +339,21 @@ def test_a_published_port_that_lost_its_accept_rule_is_found_by_trace_and_doctor
     assert "-I DOCKER -d " in fix["native"] and "--dport 80 -j ACCEPT" in fix["native"], fix
     _run_fix(name, fix["native"], capsys)
     agree(True)
+
+
+def test_one_docker_host_read_alone_is_checked_against_what_its_engine_says_of_the_others(
+    swarm: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    name, home = swarm
+    spec = runner.built(name)
+    dh2 = [f for f in _files(name, home) if f.startswith("dh2=")]
+    code, out = _cli(capsys, "-H", *dh2, "doctor")
+    assert code == 0 and "no findings" in out, out
+    docker_build.inject(spec, runner.lab_dir(name), FaultSpec("fdb-remove", host="dh2", network="prod",
+                                                              container="vm4"))  # fmt: skip
+    dh2 = [f for f in _files(name, home) if f.startswith("dh2=")]
+    findings = codec.json.loads(_cli(capsys, "-H", *dh2, "doctor", "--json")[1])
+    assert findings and "no FDB entry" in findings[0]["title"], [f["title"] for f in findings]
+    assert "vm4 10.0.9.104 on node 192.168.77.11" in findings[0]["evidence"][0], findings[0]["evidence"]
+    assert _cli(capsys, *findings[0]["fix"]["vxray"].split()[1:])[0] == 0
+    assert "no findings" in _cli(capsys, "-H", *[f for f in _files(name, home) if f.startswith("dh2=")], "doctor")[1]

@@ -13,7 +13,6 @@ container unknown to the store is looked up here.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from backend import nsenter
-from backend.docker_engine import engine_url
+from backend.docker_engine import engine_url, mac_of
 from backend.errors import VxrayError
 from backend.netns import nsfs_mounts
 from backend.ops.changes import Change
@@ -145,11 +144,6 @@ def container_netns(ctx: Context, container: str) -> tuple[Engine, str]:
                     raise VxrayError(f"container {container} has no namespace of its own (host mode or stopped)")
                 return engine, key
     raise VxrayError(f"unknown container {container!r}")
-
-
-def mac_of(ip: str) -> str:
-    """The MAC Docker gives an endpoint: 02:42 and its IPv4 address (what ``GenerateMACFromIP`` does)."""
-    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
 
 
 def sync_plan(ctx: Context, network: str) -> list[Change]:
