@@ -91,6 +91,18 @@ def _label(handles: list[NsHandle], labels: DockerLabels) -> tuple[dict[int, Con
     return containers, networks
 
 
+def _vip_notes(overlays: tuple[DockerNetwork, ...]) -> list[str]:
+    """Swarm services' virtual IPs are load-balanced by IPVS, which vxray does not follow: say so, and
+    say when the kernel cannot do it at all (no ip_vs), rather than trace such traffic wrongly."""
+    ipvs = os.path.isdir("/proc/sys/net/ipv4/vs")
+    why = "which vxray does not trace" if ipvs else "which this kernel lacks (no ip_vs): the routing mesh cannot work"
+    return [
+        f"docker network {n.name}: service VIP(s) {', '.join(n.vips)} are load-balanced by IPVS, {why}"
+        for n in overlays
+        if n.vips
+    ]
+
+
 def collect(
     scope: Scope = Scope(), docker: str | None = None, workers: int | None = None,
     previous: HostSnapshot | None = None, changed: set[str] | None = None,
@@ -116,6 +128,7 @@ def collect(
                 labels = read_labels(url)
                 containers, sandboxes = _label(handles, labels)
                 overlays = labels.overlays
+                notes += _vip_notes(overlays)
             except Exception as exc:  # noqa: BLE001 - any Engine failure: unlabelled, with a note
                 notes.append(f"docker engine at {url} not readable, containers unlabelled: {exc}")
         reads: list[NsRead] = []

@@ -89,5 +89,7 @@ def _overlay(info: dict[str, Any], own: str | None) -> DockerNetwork:
     tasks = tuple(DockerTask(t["Name"], t["EndpointIP"], mac_of(t["EndpointIP"]), (t.get("Info") or {})["Host IP"])
                   for service in (info.get("Services") or {}).values() for t in service.get("Tasks") or ()
                   if t.get("EndpointIP") and (t.get("Info") or {}).get("Host IP"))  # fmt: skip
+    vips = tuple(sorted({str(v.get("VIP")).split("/")[0] for name, v in (info.get("Services") or {}).items()
+                         if name and v.get("VIP") not in (None, "", "<nil>")}))  # fmt: skip
     return DockerNetwork(info["Name"], info["Id"], int(vni) if vni.isdigit() else None, config.get("Subnet"), own,
-                         tuple(p["IP"] for p in info.get("Peers") or () if p.get("IP")), tasks)  # fmt: skip
+                         tuple(p["IP"] for p in info.get("Peers") or () if p.get("IP")), tasks, vips)  # fmt: skip

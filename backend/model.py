@@ -249,6 +249,7 @@ class DockerNetwork:
     local_vtep: str | None = None  # this node's address in the swarm
     peers: tuple[str, ...] = ()  # addresses of the nodes that have the network
     tasks: tuple[DockerTask, ...] = ()
+    vips: tuple[str, ...] = ()  # swarm services' virtual IPs on it (load-balanced by IPVS)
 
 
 @dataclass(frozen=True)

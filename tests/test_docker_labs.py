@@ -15,6 +15,7 @@ import ipaddress
 import os
 import shlex
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -357,3 +358,23 @@ def test_one_docker_host_read_alone_is_checked_against_what_its_engine_says_of_t
     assert "vm4 10.0.9.104 on node 192.168.77.11" in findings[0]["evidence"][0], findings[0]["evidence"]
     assert _cli(capsys, *findings[0]["fix"]["vxray"].split()[1:])[0] == 0
     assert "no findings" in _cli(capsys, "-H", *[f for f in _files(name, home) if f.startswith("dh2=")], "doctor")[1]
+
+
+def test_a_swarm_service_vip_is_named_in_a_note_because_ipvs_is_not_traced(swarm: tuple[str, Path]) -> None:
+    from docker.types import ContainerSpec, TaskTemplate
+
+    name, _ = swarm
+    dh1 = docker_build.engines_of(runner.built(name), runner.lab_dir(name))[0]
+    with dh1.client() as api:
+        service = api.create_service(TaskTemplate(ContainerSpec("vxray-busybox:1", ["/bin/busybox", "sleep", "1d"])),
+                                     name="websvc", networks=["prod"])["ID"]  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60  # the Engine lists a service once its task runs
+            while "websvc" not in (api.inspect_network("prod", verbose=True).get("Services") or {}):
+                assert time.monotonic() < deadline, "the service's task never ran"
+                time.sleep(0.2)
+            vip = api.inspect_network("prod", verbose=True)["Services"]["websvc"]["VIP"].split("/")[0]
+            snap = collect(Scope(host_netns=dh1.netns, netns_dirs=(dh1.netns_dir,)), docker=dh1.url)
+            assert any(f"service VIP(s) {vip}" in n and "IPVS" in n for n in snap.notes), snap.notes
+        finally:
+            api.remove_service(service)
