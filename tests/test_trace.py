@@ -167,3 +167,25 @@ def test_trace_live_sees_the_probe_where_the_simulation_says_and_not_beyond_the_
     assert main(["trace", "web1", "web2", "--live"]) == 1
     assert "agrees with the simulation at every step it could watch" in capsys.readouterr().out
     runner.down(name)
+
+
+def test_trace_stops_at_an_external_vxlan_device_that_a_bridged_frame_cannot_use(lab: Lab) -> None:
+    from backend.collect import collect
+    from backend.netns import Scope
+    from diagnostics.trace import trace
+    from diagnostics.world import World
+
+    host, ctr = lab.netns("ext-host"), lab.netns("ext-ctr")
+    lab.veth(ctr, "eth0", host, "vp0")
+    lab.ip(ctr, "addr", "add", "10.9.9.1/24", "dev", "eth0")
+    lab.ip(ctr, "neigh", "replace", "10.9.9.2", "lladdr", "02:42:0a:09:09:02", "dev", "eth0", "nud", "permanent")
+    lab.ip(host, "link", "add", "br0", "type", "bridge")
+    lab.ip(host, "link", "add", "vx0", "type", "vxlan", "external", "dstport", "4789")
+    for dev in ("vp0", "vx0"):
+        lab.ip(host, "link", "set", dev, "master", "br0", "up")
+    lab.ip(host, "link", "set", "br0", "up")
+    assert lab.run(ctr, "ping", "-c", "1", "-W", "1", "10.9.9.2", check=False).returncode != 0
+    world = World([collect(Scope(netns=(host, ctr)), docker="none")])
+    t = trace(world, ctr, "10.9.9.2")
+    step = t.steps[t.failed_step]
+    assert not t.delivered and step.table == "vxlan" and "tunnel metadata" in step.decision
