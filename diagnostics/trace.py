@@ -470,7 +470,14 @@ class _Sim:
         """A device whose other end is outside the snapshots: the physical network delivers to
         whichever known host owns the destination (or, for ARP, the address asked for)."""
         wanted = frame.arp_for if frame.packet is None else None
+        mine = {id(lk) for _, lk in self.w.children.get((key, dev.index), [])}
         for other_key, lk in self.w.owners(wanted) if wanted else self.w.macs.get(frame.dst_mac, []):
+            if id(lk) in mine and lk.kind == "macvlan":
+                there = self.w.container(other_key) or self.w.place(other_key).label
+                self.fail(key, "macvlan", f"{lk.name} of {there} is a macvlan on {dev.name}",
+                          f"a macvlan's parent never delivers to its own macvlans: {there} is not reachable "
+                          f"through {dev.name}")  # fmt: skip
+                continue
             if other_key != key:
                 self.step(key, "wire", f"{dev.name} -> {self.w.place(other_key).label} {lk.name}",
                           "crosses the physical network (not in any snapshot)")  # fmt: skip

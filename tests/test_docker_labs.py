@@ -101,10 +101,10 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     return code, captured.out + captured.err
 
 
-def _agreement(name: str, home: Path, capsys: pytest.CaptureFixture[str], first: str | None = None
-               ) -> tuple[list[str], list[str]]:  # fmt: skip
+def _agreement(name: str, home: Path, capsys: pytest.CaptureFixture[str], first: str | None = None,
+               ssh: list[str] | None = None) -> tuple[list[str], list[str]]:  # fmt: skip
     """Each ordered pair: fresh snapshots, the trace by container name over ``file://`` snapshots and
-    (with the module's sshds) over ``ssh://`` agents, then the real ping — a ping that passes teaches
+    (given ``ssh``: the module's sshds) over ``ssh://`` agents, then the real ping — a ping that passes teaches
     learning devices, so the next pair is read anew; pairs sent from host ``first`` go first, before
     a reply from elsewhere teaches it what the fault took away. Disagreements, and the fixes the
     failing traces print."""
@@ -115,7 +115,7 @@ def _agreement(name: str, home: Path, capsys: pytest.CaptureFixture[str], first:
     for (a, b), (netns, ip) in sorted(pairs.items(), key=lambda kv: (where[kv[0][0]] != first, kv[0])):
         _, out = _cli(capsys, *_files(name, home), "trace", a, b, "--json")
         t = codec.json.loads(out)
-        over_ssh = [("ssh", codec.json.loads(_cli(capsys, *SSH, "trace", a, b, "--json")[1]))] if SSH else []
+        over_ssh = [("ssh", codec.json.loads(_cli(capsys, *ssh, "trace", a, b, "--json")[1]))] if ssh else []
         real = runner._ping(netns, ip)
         for how, verdict in [("file", t), *over_ssh]:
             DOCKER[0] += verdict["delivered"] == real
@@ -160,10 +160,26 @@ def test_trace_agrees_with_real_pings_on_a_swarm_routed_between_two_segments(
         runner.down(name)
 
 
+def test_trace_agrees_with_real_pings_on_one_engine_with_user_bridges_macvlan_and_isolation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
+    name = f"{RUN_PREFIX}br"
+    spec = replace(runner.load("docker-bridge")[0], name=name)
+    try:
+        runner.up(spec, dump(spec))
+        pairs = docker_build.targets(runner.built(name), runner.lab_dir(name))
+        assert ("a1", "b1") in pairs and ("a1", "m1") in pairs, "isolated and macvlan pairs are tried too"
+        wrong, _ = _agreement(name, tmp_path, capsys)
+        assert not wrong, wrong
+    finally:
+        runner.down(name)
+
+
 def test_trace_agrees_with_real_pings_on_the_swarm_as_docker_built_it(
     swarm: tuple[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    wrong, _ = _agreement(*swarm, capsys)
+    wrong, _ = _agreement(*swarm, capsys, ssh=SSH)
     assert not wrong, wrong
     code, out = _cli(capsys, *_files(*swarm), "doctor")
     assert code == 0 and "no findings" in out, out
@@ -196,7 +212,7 @@ def test_trace_and_doctor_agree_with_real_pings_under_a_fault_and_the_printed_fi
     assert findings and finding in findings[0]["title"], [f["title"] for f in findings]
     first = fault.host or next(r.host for r in docker_build.running(runner.built(name), runner.lab_dir(name))
                                if r.name == fault.container)  # fmt: skip
-    wrong, fixes = _agreement(name, home, capsys, first)
+    wrong, fixes = _agreement(name, home, capsys, first, SSH)
     assert not wrong, wrong
     assert fixes, "some pair fails under the fault, and its trace prints a fix"
     for printed in dict.fromkeys(fixes):
@@ -205,7 +221,7 @@ def test_trace_and_doctor_agree_with_real_pings_under_a_fault_and_the_printed_fi
         found = codec.json.loads(_cli(capsys, *_files(name, home), "doctor", "--json")[1])
         for printed in dict.fromkeys(f["fix"]["vxray"] or f["fix"]["native"] for f in found if f["fix"]):
             _run_fix(name, printed, capsys)
-    wrong, fixes = _agreement(name, home, capsys, first)
+    wrong, fixes = _agreement(name, home, capsys, first, SSH)
     assert not wrong and not fixes, (wrong, fixes)
     code, out = _cli(capsys, *_files(name, home), "doctor")
     assert code == 0 and "no findings" in out, out
@@ -378,3 +394,36 @@ def test_a_swarm_service_vip_is_named_in_a_note_because_ipvs_is_not_traced(swarm
             assert any(f"service VIP(s) {vip}" in n and "IPVS" in n for n in snap.notes), snap.notes
         finally:
             api.remove_service(service)
+
+
+def test_lab_down_after_a_killed_lab_up_leaves_no_engine_namespace_mount_or_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
+    name = f"{RUN_PREFIX}kl"
+    up = subprocess.Popen([vxray_command(), "lab", "up", "docker-swarm", "--name", name], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not os.path.exists(f"/run/vxray-docker/{name}.dh2/docker.sock"):  # the engines are starting
+        assert time.monotonic() < deadline and up.poll() is None, "lab up never started its engines"
+        time.sleep(0.05)
+    time.sleep(1)
+    up.kill()  # mid-build: swarm, networks or containers half made
+    up.wait()
+    try:
+        assert main(["lab", "down", name]) == 0
+    finally:
+        runner.down(name)
+    assert not [n for n in os.listdir("/run/netns") if n.startswith(f"{name}.")]
+    assert not [d for d in os.listdir("/run/vxray-docker") if d.startswith(f"{name}.")]
+    with open("/proc/self/mountinfo") as f:
+        assert not [line for line in f if f"/{name}." in line or str(tmp_path) in line]
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"/{name}.".encode() in cmdline:
+            left.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    assert not left, left

@@ -34,7 +34,7 @@ EXPECTED: dict[str, tuple[str, str | None]] = {
     "overlay-firewall-broken": OVERLAY_BROKEN,
     # real Docker Engines (skipped without docker.io)
     "docker-swarm": ("vm3>vm33 vm3>vm4 vm33>vm3 vm33>vm4 vm4>vm3 vm4>vm33", None),
-    "docker-bridge": ("a1>c1 b1>c1 c1>a1 c1>b1", None),
+    "docker-bridge": ("a1>c1 b1>c1 c1>a1 c1>b1 m1>m2 m2>m1", None),
     "docker-swarm-broken": ("vm3>vm4 vm33>vm4 vm4>vm3 vm4>vm33", "vm3>vm33 vm3>vm4 vm33>vm3 vm33>vm4 vm4>vm3 vm4>vm33"),
     "docker-swarm-routed": ("db1>db2 db2>db1 db2>web1 db2>web2 web1>db2 web1>web2 web2>db2 web2>web1", None),
 }

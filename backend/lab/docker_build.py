@@ -61,17 +61,23 @@ def running(spec: LabSpec, data_dir: str) -> list[Running]:
 
 
 def targets(spec: LabSpec, data_dir: str) -> dict[tuple[str, str], tuple[str, str]]:
-    """Every ordered pair of containers sharing a network: (source namespace path, address pinged) —
-    the address Docker's embedded DNS gives for the name on the first network they share."""
-    ctrs = {r.name: r for r in running(spec, data_dir)}
+    """Every ordered pair of containers with namespaces of their own, on one network or one host:
+    (source namespace path, address pinged) — the address Docker's embedded DNS gives for the name on
+    the first network they share, else (same host, different networks: isolation's business) the
+    destination's first address."""
+    ctrs = {r.name: r for r in running(spec, data_dir) if r.sandbox}
     out = {}
     for a in sorted(ctrs):
         for b in sorted(ctrs):
             src, dst = ctrs[a], ctrs[b]
             shared = [n for n in src.addresses if n in dst.addresses and (n not in ("bridge", "host")
                       or src.host == dst.host)]  # fmt: skip
-            if a != b and shared:
-                out[a, b] = (src.sandbox or f"/run/netns/{spec.name}.{src.host}", dst.addresses[shared[0]])
+            if a == b or not src.addresses or not dst.addresses:
+                continue
+            if shared:
+                out[a, b] = (src.sandbox or "", dst.addresses[shared[0]])
+            elif src.host == dst.host:
+                out[a, b] = (src.sandbox or "", dst.addresses[sorted(dst.addresses)[0]])
     return out
 
 
