@@ -405,6 +405,8 @@ class _Sim:
             entry = self.w.bridge_fdb.get((key, br.name), {}).get(frame.dst_mac)
             if entry is not None and entry.device == br.name and in_port is not None:
                 return self.l2_receive_l3(key, br, frame)
+            if not self._bridged_filter(key, br, in_port, frame):
+                return None
             port = next((p for p in ports if entry is not None and p.name == entry.device), None)
             if port is not None:
                 if entry is not None and entry.state == "permanent" and port.mac == frame.dst_mac:
@@ -425,6 +427,14 @@ class _Sim:
             if got is not None:
                 return got
         return self._flood(key, candidates, frame)
+
+    def _bridged_filter(self, key: str, br: Link, in_port: Link | None, frame: Frame) -> bool:
+        """With br_netfilter (``bridge-nf-call-iptables = 1``) a packet bridged from port to port crosses
+        the filter FORWARD chain as ``-i BRIDGE -o BRIDGE`` — where Docker drops traffic between the
+        containers of ``docker_gwbridge`` and of networks created with icc off."""
+        if frame.packet is None or in_port is None or not self.w.place(key).ns.sysctls.bridge_nf_call_iptables:
+            return True
+        return self._filter(key, "FORWARD", frame.packet, br.name, br.name)
 
     def _port_open(self, key: str, port: Link) -> bool:
         """A port whose device is down is ``disabled``: the bridge sends nothing through it."""

@@ -162,6 +162,8 @@ class World:
                  if a.scope != "link" and ":" not in a.address]  # fmt: skip
         if not found:
             raise VxrayError(f"{word} has no IPv4 address to trace to")
+        docker = {n.ip for n in place.ns.container.networks if n.ip} if place.ns.container else set()
+        found = [a for a in found if a.address in docker] or found  # Docker's DNS never answers docker_gwbridge's
         if src is not None:
             mine = [ipaddress.IPv4Network(a.cidr, strict=False) for lk in src.ns.links if lk.name != "lo"
                     for a in lk.addresses if ":" not in a.address]  # fmt: skip

@@ -110,12 +110,14 @@ def _agreement(name: str, home: Path, capsys: pytest.CaptureFixture[str], first:
     failing traces print."""
     spec = runner.built(name)
     pairs = docker_build.targets(spec, runner.lab_dir(name))
-    where = {r.name: r.host for r in docker_build.running(spec, runner.lab_dir(name))}
+    ctrs = {r.name: r for r in docker_build.running(spec, runner.lab_dir(name))}
     wrong, fixes = [], []
-    for (a, b), (netns, ip) in sorted(pairs.items(), key=lambda kv: (where[kv[0][0]] != first, kv[0])):
-        _, out = _cli(capsys, *_files(name, home), "trace", a, b, "--json")
+    for (a, b), (netns, ip) in sorted(pairs.items(), key=lambda kv: (ctrs[kv[0][0]].host != first, kv[0])):
+        # by name where Docker's DNS would answer (a shared network), else by the address pinged
+        dst = b if set(ctrs[a].addresses) & set(ctrs[b].addresses) else ip
+        _, out = _cli(capsys, *_files(name, home), "trace", a, dst, "--json")
         t = codec.json.loads(out)
-        over_ssh = [("ssh", codec.json.loads(_cli(capsys, *ssh, "trace", a, b, "--json")[1]))] if ssh else []
+        over_ssh = [("ssh", codec.json.loads(_cli(capsys, *ssh, "trace", a, dst, "--json")[1]))] if ssh else []
         real = runner._ping(netns, ip)
         for how, verdict in [("file", t), *over_ssh]:
             DOCKER[0] += verdict["delivered"] == real
