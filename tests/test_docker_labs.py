@@ -26,7 +26,7 @@ from sshd import Servers, vxray_command
 from backend import codec
 from backend.collect import collect
 from backend.lab import docker_build, runner
-from backend.lab.spec import FaultSpec, dump
+from backend.lab.spec import FaultSpec, LabSpec, dump
 from backend.netns import Scope
 from tui.cli import main
 
@@ -64,10 +64,7 @@ def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]
     os.environ.update(env)
     try:
         runner.up(spec, dump(spec))
-        for e in docker_build.engines_of(spec, runner.lab_dir(name)):
-            address = str(ipaddress.IPv4Interface(next(h.underlay for h in spec.hosts if h.name == e.host)).ip)
-            servers.start(e.host, e.netns, address)
-            SSH.extend(["-H", f"{e.host}=ssh://{address}?host_netns={e.netns}&netns_dir={e.netns_dir}&docker={e.url}"])
+        SSH.extend(_sshd(spec, servers))
         yield name, home
     finally:
         servers.stop()
@@ -78,6 +75,40 @@ def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _sshd(spec: LabSpec, servers: Servers) -> list[str]:
+    """sshd in each Docker host's and router's namespace; the ``-H`` flags that reach them as machines."""
+    flags = []
+    for e in docker_build.engines_of(spec, runner.lab_dir(spec.name)):
+        address = str(ipaddress.IPv4Interface(next(h.underlay for h in spec.hosts if h.name == e.host)).ip)
+        servers.start(e.host, e.netns, address)
+        flags += ["-H", f"{e.host}=ssh://{address}?host_netns={e.netns}&netns_dir={e.netns_dir}&docker={e.url}"]
+    for r in spec.routers:
+        address = str(ipaddress.IPv4Interface(r.interfaces[-1].address).ip)
+        servers.start(r.name, f"{spec.name}.{r.name}", address)
+        flags += ["-H", f"{r.name}=ssh://{address}?host_netns={spec.name}.{r.name}&docker=none"]
+    return flags
+
+
+def _lab_agrees(scenario: str, via: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                capsys: pytest.CaptureFixture[str], must_try: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
+    """A Docker scenario as built: every pair traced over file:// and over ssh:// agrees with its ping."""
+    monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
+    name = f"{RUN_PREFIX}{scenario[7:9]}"
+    spec = replace(runner.load(scenario)[0], name=name)
+    servers = Servers(tmp_path / "ssh", f"{name}.{via}", {"VXRAY_HOME": str(tmp_path)})
+    monkeypatch.setenv("VXRAY_SSH_CONFIG", servers.config)
+    monkeypatch.setenv("VXRAY_REMOTE_COMMAND", vxray_command())
+    try:
+        runner.up(spec, dump(spec))
+        tried = docker_build.targets(runner.built(name), runner.lab_dir(name))
+        assert all(pair in tried for pair in must_try), (must_try, sorted(tried))
+        wrong, _ = _agreement(name, tmp_path, capsys, ssh=_sshd(spec, servers))
+        assert not wrong, wrong
+    finally:
+        servers.stop()
+        runner.down(name)
 
 
 def _files(name: str, home: Path) -> list[str]:
@@ -151,31 +182,13 @@ def _run_fix(name: str, printed: str, capsys: pytest.CaptureFixture[str]) -> Non
 def test_trace_agrees_with_real_pings_on_a_swarm_routed_between_two_segments(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
-    name = f"{RUN_PREFIX}rt"
-    spec = replace(runner.load("docker-swarm-routed")[0], name=name)
-    try:
-        runner.up(spec, dump(spec))
-        wrong, _ = _agreement(name, tmp_path, capsys)
-        assert not wrong, wrong
-    finally:
-        runner.down(name)
+    _lab_agrees("docker-swarm-routed", "node2", tmp_path, monkeypatch, capsys)
 
 
 def test_trace_agrees_with_real_pings_on_one_engine_with_user_bridges_macvlan_and_isolation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
-    name = f"{RUN_PREFIX}br"
-    spec = replace(runner.load("docker-bridge")[0], name=name)
-    try:
-        runner.up(spec, dump(spec))
-        pairs = docker_build.targets(runner.built(name), runner.lab_dir(name))
-        assert ("a1", "b1") in pairs and ("a1", "m1") in pairs, "isolated and macvlan pairs are tried too"
-        wrong, _ = _agreement(name, tmp_path, capsys)
-        assert not wrong, wrong
-    finally:
-        runner.down(name)
+    _lab_agrees("docker-bridge", "dk", tmp_path, monkeypatch, capsys, must_try=(("a1", "b1"), ("a1", "m1")))
 
 
 def test_trace_agrees_with_real_pings_on_the_swarm_as_docker_built_it(

@@ -17,6 +17,8 @@ OVERLAY_BROKEN = ("vm33>vm34 vm34>vm33", "vm3>vm33 vm3>vm34 vm33>vm3 vm33>vm34 v
 SWARM_OK = "web1>web2 web2>web1 web1>db2 db2>web1 web2>db2 db2>web2 db1>db2 db2>db1"
 
 # scenario -> (pairs that reach each other as built, after the exercise's solution); None: no solution
+SWARM_ALL = "vm3>vm33 vm3>vm4 vm33>vm3 vm33>vm4 vm4>vm3 vm4>vm33"  # real Docker Engines
+SWARM_LOST_VM3_VM33 = "vm3>vm4 vm33>vm4 vm4>vm3 vm4>vm33"
 EXPECTED: dict[str, tuple[str, str | None]] = {
     "overlay-static": ("", "vm3>vm33 vm33>vm3"),
     "docker-modes": ("c1>web1 web1>c1 joined>c1 joined>web1", None),
@@ -33,9 +35,11 @@ EXPECTED: dict[str, tuple[str, str | None]] = {
     "overlay-mtu-broken": OVERLAY_BROKEN,
     "overlay-firewall-broken": OVERLAY_BROKEN,
     # real Docker Engines (skipped without docker.io)
-    "docker-swarm": ("vm3>vm33 vm3>vm4 vm33>vm3 vm33>vm4 vm4>vm3 vm4>vm33", None),
+    "docker-swarm": (SWARM_ALL, None),
     "docker-bridge": ("a1>c1 b1>c1 c1>a1 c1>b1 m1>m2 m2>m1", None),
-    "docker-swarm-broken": ("vm3>vm4 vm33>vm4 vm4>vm3 vm4>vm33", "vm3>vm33 vm3>vm4 vm33>vm3 vm33>vm4 vm4>vm3 vm4>vm33"),
+    "docker-swarm-fw-broken": ("vm3>vm4 vm4>vm3", SWARM_ALL),
+    "docker-swarm-arp-broken": (SWARM_LOST_VM3_VM33, SWARM_ALL),
+    "docker-swarm-broken": (SWARM_LOST_VM3_VM33, SWARM_ALL),
     "docker-swarm-routed": ("db1>db2 db2>db1 db2>web1 db2>web2 web1>db2 web1>web2 web2>db2 web2>web1", None),
 }
 
