@@ -314,6 +314,8 @@ def test_docker_networks_and_containers_are_repaired_by_their_docker_names(
     assert _cli(capsys, "arp", "del", "10.0.9.102", "--container", "vm33")[0] == 0
     code, out = _cli(capsys, "fdb", "sync", "prod", "--dry-run")
     assert code == 0 and "dh1:" in out and "dh2:" in out and "02:42:0a:00:09:85" in out
+    code, out = _cli(capsys, *SSH, "--on", "dh2", "fdb", "sync", "prod", "--dry-run")  # through dh2's agent
+    assert code == 0 and "dh2:" in out and "bridge fdb replace" in out, out
 
 
 def _has_vxlan(path: str) -> bool:
