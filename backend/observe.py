@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from backend.collect import collect
-from backend.lab.engines import EXEC_BASE
+from backend.lab import engines
 from backend.merge import merge
 from backend.model import HostSnapshot, Labels
 from backend.netns import RUN_NETNS, Scope
@@ -37,27 +37,22 @@ def observe(ctx: Context, underlay: str | None = None, previous: HostSnapshot | 
 
     ``previous``/``changed``: only the namespaces in ``changed`` are read whole (see ``collect``).
     """
-    engines = {h.name: h.netns for h in ctx.store.hosts() if h.netns and os.path.exists(engine_socket(h.netns))}
-    if engines:
-        return _observe_engines(ctx, engines)
+    running = {h.name for h in ctx.store.hosts() if h.netns and engines.runs_engine(h.netns)}
+    if running:
+        return _observe_engines(ctx, running)
     scope = scope_of(ctx, underlay)
     local = scope.whole_machine
     snap = collect(scope, docker="none", previous=previous, changed=changed)
     return snap, labels_for(ctx, snap, underlay if not local else None)
 
 
-def engine_socket(netns: str) -> str:
-    """Where a lab host's Docker Engine (``backend.lab.engines``) listens, when it runs one."""
-    return f"{EXEC_BASE}/{netns}/docker.sock"
-
-
 def engine_scope(netns: str) -> tuple[Scope, str]:
     """What to read for a lab host running a Docker Engine: its namespace, the sandboxes under the
     engine's exec-root; and the engine to label them by."""
-    return Scope(host_netns=netns, netns_dirs=(f"{EXEC_BASE}/{netns}/netns",)), f"unix://{engine_socket(netns)}"
+    return Scope(host_netns=netns, netns_dirs=(engines.sandboxes(netns),)), engines.socket_url(netns)
 
 
-def _observe_engines(ctx: Context, engines: dict[str, str]) -> tuple[HostSnapshot, Labels]:
+def _observe_engines(ctx: Context, running: set[str]) -> tuple[HostSnapshot, Labels]:
     """Hosts that run real Docker Engines, each read as its own machine — its namespace, Docker's
     sandboxes under the engine's exec-root, labelled by the engine — and merged as ``HOST:name``,
     as machines read over ``--host`` are; routers too, so the underlay between them can be followed."""
@@ -65,7 +60,7 @@ def _observe_engines(ctx: Context, engines: dict[str, str]) -> tuple[HostSnapsho
     for h in ctx.store.hosts():
         if not h.netns or not os.path.exists(os.path.join(RUN_NETNS, h.netns)):
             continue
-        if h.name in engines:
+        if h.name in running:
             snap = collect(*engine_scope(h.netns))
         else:
             snap = collect(Scope(host_netns=h.netns), docker="none")

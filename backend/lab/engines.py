@@ -36,6 +36,24 @@ VNI_OPTION = "com.docker.network.driver.overlay.vxlanid_list"
 START_TIMEOUT = 90.0
 
 
+def exec_root(netns: str) -> str:
+    """The exec-root of the engine that runs in lab host namespace ``netns`` (``<lab>.<host>``)."""
+    return f"{EXEC_BASE}/{netns}"
+
+
+def socket_url(netns: str) -> str:
+    return f"unix://{exec_root(netns)}/docker.sock"
+
+
+def sandboxes(netns: str) -> str:
+    """Where that engine bind-mounts its sandboxes' namespaces (containers, ``1-<netid>``, ``ingress_sbox``)."""
+    return f"{exec_root(netns)}/netns"
+
+
+def runs_engine(netns: str) -> bool:
+    return os.path.exists(f"{exec_root(netns)}/docker.sock")
+
+
 @dataclass(frozen=True)
 class Engine:
     """One lab host's Docker Engine."""
@@ -47,16 +65,15 @@ class Engine:
 
     @property
     def exec_root(self) -> str:
-        return f"{EXEC_BASE}/{self.lab}.{self.host}"
+        return exec_root(self.netns)
 
     @property
     def url(self) -> str:
-        return f"unix://{self.exec_root}/docker.sock"
+        return socket_url(self.netns)
 
     @property
     def netns_dir(self) -> str:
-        """Where Docker bind-mounts its sandboxes' namespaces (containers, ``1-<netid>``, ``ingress_sbox``)."""
-        return f"{self.exec_root}/netns"
+        return sandboxes(self.netns)
 
     def client(self) -> Any:
         import docker  # the SDK imports requests: paid for only by labs that run engines

@@ -24,11 +24,10 @@ from pyroute2 import IPRoute
 from backend import nsenter
 from backend.docker_engine import engine_url, mac_of
 from backend.errors import VxrayError
+from backend.lab import engines as lab_engines
 from backend.netns import nsfs_mounts
 from backend.ops.changes import Change
 from backend.ops.context import Context
-
-ENGINE_DIR = "/run/vxray-docker"  # lab engines (backend.lab.engines): <dir>/<host netns>/docker.sock
 
 
 @dataclass(frozen=True)
@@ -47,8 +46,8 @@ class Engine:
 def engines(ctx: Context) -> list[Engine]:
     """The Engines behind the context's hosts: a lab's (one per host), else this machine's own."""
     hosts = ctx.store.hosts()
-    found = [Engine(h.name, f"unix://{ENGINE_DIR}/{h.netns}/docker.sock", f"{ENGINE_DIR}/{h.netns}/netns")
-             for h in hosts if h.netns and os.path.exists(f"{ENGINE_DIR}/{h.netns}/docker.sock")]  # fmt: skip
+    found = [Engine(h.name, lab_engines.socket_url(h.netns), lab_engines.sandboxes(h.netns))
+             for h in hosts if h.netns and lab_engines.runs_engine(h.netns)]  # fmt: skip
     if found or hosts:
         return found
     url = engine_url(None)
