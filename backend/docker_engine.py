@@ -77,6 +77,15 @@ def read_labels(url: str, timeout: float = 5.0) -> DockerLabels:
         client.close()
 
 
+def ipv4(value: Any) -> bool:
+    """Whether an Engine's answer holds an IPv4 address where one belongs (an Engine may be a stranger's)."""
+    try:
+        ipaddress.IPv4Address(value)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 def mac_of(ip: str) -> str:
     """The MAC Docker gives an endpoint: 02:42 and its IPv4 address (``GenerateMACFromIP``)."""
     return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
@@ -86,9 +95,10 @@ def _overlay(info: dict[str, Any], own: str | None) -> DockerNetwork:
     """One overlay from ``network inspect --verbose``: its peers, and every task with its host's address."""
     vni = (info.get("Options") or {}).get("com.docker.network.driver.overlay.vxlanid_list", "").split(",")[0]
     config = ((info.get("IPAM") or {}).get("Config") or [{}])[0] or {}
-    tasks = tuple(DockerTask(t["Name"], t["EndpointIP"], mac_of(t["EndpointIP"]), (t.get("Info") or {})["Host IP"])
+    tasks = tuple(DockerTask(str(t.get("Name", "")), t["EndpointIP"], mac_of(t["EndpointIP"]), t["Info"]["Host IP"])
                   for service in (info.get("Services") or {}).values() for t in service.get("Tasks") or ()
-                  if t.get("EndpointIP") and (t.get("Info") or {}).get("Host IP"))  # fmt: skip
+                  if ipv4(t.get("EndpointIP")) and isinstance(t.get("Info"), dict)
+                  and ipv4(t["Info"].get("Host IP")))  # fmt: skip
     vips = tuple(sorted({str(v.get("VIP")).split("/")[0] for name, v in (info.get("Services") or {}).items()
                          if name and v.get("VIP") not in (None, "", "<nil>")}))  # fmt: skip
     return DockerNetwork(info["Name"], info["Id"], int(vni) if vni.isdigit() else None, config.get("Subnet"), own,

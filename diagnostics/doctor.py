@@ -15,6 +15,7 @@ snapshot, the desired state the store's records.
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -104,8 +105,8 @@ class _Doctor:
                     evidence = [f"{self.w.place(key).label}: {vx.name} state {vx.operstate}"]
                     self.add(0.97, host, f"{vx.name} of network {net.name} on {host} is down: nothing leaves or "
                              f"enters the overlay there", evidence,
-                             Fix(f"vxray network repair {net.name}",
-                                 self._in(key, f"ip link set {vx.name} up")))  # fmt: skip
+                             Fix(f"vxray network repair {shlex.quote(net.name)}",
+                                 self._in(key, shlex.join(["ip", "link", "set", vx.name, "up"]))))  # fmt: skip
                 remote = [e for e in eps if e.host != host]
                 self._fdb(key, host, net, vx, remote, vteps)
                 self._proxy(key, host, net, vx, remote, eps)

@@ -12,6 +12,7 @@ as not matching, and the verdict says so, rather than guessing.
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from dataclasses import dataclass
 
 from backend.model import Chain, Namespace, Rule, RuleSet
@@ -194,5 +195,5 @@ def published_accept(ns: Namespace, backend: str, dst: str, proto: str, dport: i
     ruleset = next((rs for rs in ns.netfilter if rs.backend == backend), None)
     filt = ruleset.table("filter") if ruleset else None
     chain = "DOCKER" if filt is not None and filt.chain("DOCKER") is not None else "FORWARD"
-    return (f"{command} -I {chain} -d {dst}/32 ! -i {bridge} -o {bridge} -p {proto} -m {proto} --dport {dport} "
-            f"-j ACCEPT")  # fmt: skip
+    return shlex.join([command, "-I", chain, "-d", f"{dst}/32", "!", "-i", bridge, "-o", bridge, "-p", proto, "-m",
+                       proto, "--dport", str(dport), "-j", "ACCEPT"])  # fmt: skip

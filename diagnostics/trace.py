@@ -15,6 +15,7 @@ fixes it. Pure: the input is a ``World`` of snapshots, nothing is read or sent.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -442,7 +443,10 @@ class _Sim:
             return True
         state = port.bridge_port.state if port.bridge_port else port.operstate
         net = self.w.network(key) if port.vxlan is not None else None  # up again, it has lost its ARP proxy's entries
-        fix = Fix(f"vxray network repair {net}" if net else "", self._in(key, f"ip link set {port.name} up"))
+        fix = Fix(
+            f"vxray network repair {shlex.quote(net)}" if net else "",
+            self._in(key, shlex.join(["ip", "link", "set", port.name, "up"])),
+        )
         self.fail(key, "bridge port", f"{port.name} state {state}", f"{port.name} is down: the bridge drops the frame",
                   fix)  # fmt: skip
         return False
@@ -531,12 +535,15 @@ class _Sim:
         if not entries and not self.w.macs.get(frame.dst_mac) and frame.packet is not None and self.used_neigh:
             n_key, n_dev, n_ip = self.used_neigh  # nobody has this MAC: the sender's ARP entry is wrong
             right = next((lk.mac for _, lk in self.w.owners(n_ip) if lk.mac), None)
+            ctr = self.w.container(n_key)
+            fix = Fix(
+                f"vxray arp del {n_ip} --container {shlex.quote(ctr)}" if ctr else "",
+                self._in(n_key, shlex.join(["ip", "neigh", "del", n_ip, "dev", n_dev])),
+            )
             self.fail(key, "vxlan fdb", f"no entry for {frame.dst_mac} on {vx.name}",
                       f"{frame.dst_mac} is no device's MAC: the ARP entry {n_ip} lladdr {frame.dst_mac} in "
-                      f"{self.w.container(n_key) or self.w.place(n_key).label} is wrong"
-                      f"{f' ({n_ip} is behind {right})' if right else ''}",
-                      Fix(f"vxray arp del {n_ip} --container {ctr}" if (ctr := self.w.container(n_key)) else "",
-                          self._in(n_key, f"ip neigh del {n_ip} dev {n_dev}")))  # fmt: skip
+                      f"{ctr or self.w.place(n_key).label} is wrong{f' ({n_ip} is behind {right})' if right else ''}",
+                      fix)  # fmt: skip
             return None
         if not entries:
             miss = " (l2miss: only a notification)" if info.l2miss else ""

@@ -36,17 +36,20 @@ class Change:
 
     @property
     def command(self) -> str:
+        """Every word quoted: device names come from the kernel, and the kernel accepts ``p$(id)``."""
         if self.netns is None:
-            where = ""
+            where: list[str] = []
         elif self.netns.startswith("/"):  # Docker's sandboxes and containers: a bind mount, not a netns name
-            where = f"nsenter --net={shlex.quote(self.netns)} "
+            where = ["nsenter", f"--net={self.netns}"]
         else:
-            where = f"ip netns exec {shlex.quote(self.netns)} "
+            where = ["ip", "netns", "exec", self.netns]
         if self.kind == "fdb":
-            return f"{where}bridge fdb {self.action} {self.mac} dev {self.dev} dst {self.dst}"
-        if self.action == "del":
-            return f"{where}ip neigh del {self.ip} dev {self.dev}"
-        return f"{where}ip neigh {self.action} {self.ip} lladdr {self.mac} dev {self.dev} nud permanent"
+            words = ["bridge", "fdb", self.action, self.mac, "dev", self.dev, "dst", self.dst or ""]
+        elif self.action == "del":
+            words = ["ip", "neigh", "del", self.ip or "", "dev", self.dev]
+        else:
+            words = ["ip", "neigh", self.action, self.ip or "", "lladdr", self.mac, "dev", self.dev, "nud", "permanent"]
+        return shlex.join([*where, *words])
 
     def as_dict(self) -> dict[str, Any]:
         return {"host": self.host, "netns": self.netns, "kind": self.kind, "action": self.action, "mac": self.mac,

@@ -22,7 +22,7 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from backend import nsenter
-from backend.docker_engine import engine_url, mac_of
+from backend.docker_engine import engine_url, ipv4, mac_of
 from backend.errors import VxrayError
 from backend.lab import engines as lab_engines
 from backend.netns import nsfs_mounts
@@ -165,7 +165,7 @@ def sync_plan(ctx: Context, network: str) -> list[Change]:
         for service in (info.get("Services") or {}).values():
             for task in service.get("Tasks") or ():
                 ip, vtep = task.get("EndpointIP"), (task.get("Info") or {}).get("Host IP")
-                if not ip or not vtep or vtep == own or ip in local:
+                if not ipv4(ip) or not ipv4(vtep) or vtep == own or ip in local:
                     continue
                 mac = mac_of(ip)
                 plan.append(Change(engine.name, path, "fdb", "replace", mac, dev, dst=vtep))
