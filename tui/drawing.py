@@ -93,9 +93,11 @@ def _box(snap: HostSnapshot, labels: Labels, host: str, vtep: str) -> list[Line]
     return body
 
 
-def tunnels(snap: HostSnapshot, labels: Labels, order: list[str]) -> tuple[list[Tunnel], list[str]]:
-    """The host pairs some VXLAN FDB joins, and the remote VTEPs no known host owns."""
-    owners = vteps(snap, labels)
+def tunnels(snap: HostSnapshot, labels: Labels, order: list[str],
+            owners: dict[str, str] | None = None) -> tuple[list[Tunnel], list[str]]:  # fmt: skip
+    """The host pairs some VXLAN FDB joins, and the remote VTEPs no known host owns (``owners``: the
+    hosts' VTEPs, when the caller has them already)."""
+    owners = vteps(snap, labels) if owners is None else owners
     edges: dict[tuple[str, str, int], set[str]] = {}
     strays: list[str] = []
     for ns in snap.namespaces:
@@ -118,7 +120,8 @@ def tunnels(snap: HostSnapshot, labels: Labels, order: list[str]) -> tuple[list[
 def draw(snap: HostSnapshot, labels: Labels) -> list[Line]:
     """Host boxes side by side, then one lane per tunnel between the boxes it joins."""
     order = [h for h in hosts(labels, snap) if h != "underlay"]
-    local = {host: address for address, host in vteps(snap, labels).items()}
+    owners = vteps(snap, labels)  # derived once per drawing: without ``local`` it takes a World
+    local = {host: address for address, host in owners.items()}
     boxes = [_box(snap, labels, h, local.get(h, "")) for h in order]
     inner = BOX_WIDTH - 4
     height = max((len(b) for b in boxes), default=0)
@@ -137,7 +140,7 @@ def draw(snap: HostSnapshot, labels: Labels) -> list[Line]:
             lines[row] += [*gap, *spans, Span(" " * (inner - used) + " │")]
         lines[height] += [*gap, Span("└" + "─" * (BOX_WIDTH - 2) + "┘")]
     lines.pop()
-    found, strays = tunnels(snap, labels, order)
+    found, strays = tunnels(snap, labels, order, owners)
     centre = {h: i * (BOX_WIDTH + 2) + BOX_WIDTH // 2 for i, h in enumerate(order)}
     for n, t in enumerate(found):
         lines.append(_lane(t, centre, found[n + 1 :]))

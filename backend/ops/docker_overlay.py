@@ -68,17 +68,6 @@ def _api(engine: Engine, what: str) -> Iterator[Any]:
         raise VxrayError(f"{what}: Docker Engine at {engine.url}: {getattr(exc, 'explanation', None) or exc}") from None
 
 
-def has_network(engine: Engine, network: str) -> bool:
-    import docker.errors
-
-    try:
-        with _api(engine, f"network {network}") as api:
-            api.inspect_network(network)
-        return True
-    except (VxrayError, docker.errors.DockerException):
-        return False
-
-
 def pick(ctx: Context, host: str | None, network: str | None = None) -> Engine:
     """The Engine of ``--host`` (or the only one, or the one that has ``network``); one line if none."""
     found = engines(ctx)
@@ -97,7 +86,10 @@ def pick(ctx: Context, host: str | None, network: str | None = None) -> Engine:
 def overlay(engine: Engine, network: str) -> dict[str, Any]:
     """``docker network inspect --verbose NETWORK``, which must be an overlay."""
     with _api(engine, f"network {network}") as api:
-        info = api.inspect_network(network, verbose=True)
+        return _overlay_only(api.inspect_network(network, verbose=True), network)
+
+
+def _overlay_only(info: dict[str, Any], network: str) -> dict[str, Any]:
     if info.get("Driver") != "overlay":
         raise VxrayError(f"network {network} is a {info.get('Driver')} network: FDB entries are for overlays")
     return info
@@ -145,23 +137,35 @@ def container_netns(ctx: Context, container: str) -> tuple[Engine, str]:
     raise VxrayError(f"unknown container {container!r}")
 
 
+def _sandboxes(ctx: Context, network: str) -> list[tuple[Engine, dict[str, Any], str]]:
+    """(Engine, its ``network inspect --verbose``, the sandbox path) on every Docker host with a sandbox of
+    ``network``, each Engine asked once; one line if no Engine knows the network."""
+    found, known = [], False
+    for engine in engines(ctx):
+        try:
+            with _api(engine, f"network {network}") as api:
+                info = api.inspect_network(network, verbose=True)
+        except VxrayError:
+            continue  # not this Engine's network (or the Engine is down): the others may have it
+        _overlay_only(info, network)
+        known = True
+        path = sandbox(engine, info["Id"])
+        if path is not None:
+            found.append((engine, info, path))
+    if not known:
+        raise VxrayError(f"unknown network {network!r}")
+    return found
+
+
 def sync_plan(ctx: Context, network: str) -> list[Change]:
     """On each Docker host with a sandbox of ``network``: every remote task's MAC on the VXLAN device with
     its host's address, and its IP in the neighbour table — what Docker's overlay driver programs."""
     plan = []
-    for engine in engines(ctx):
-        if not has_network(engine, network):
-            continue
-        info = overlay(engine, network)
-        path = sandbox(engine, info["Id"])
-        if path is None:
-            continue
+    for engine, info, path in _sandboxes(ctx, network):
         with _api(engine, "docker info") as api:
             own = (api.info().get("Swarm") or {}).get("NodeAddr")
         dev = vxlan_device(path)
-        local = {
-            c.get("IPv4Address", "").split("/")[0]: c.get("MacAddress") for c in info.get("Containers", {}).values()
-        }
+        local = {c.get("IPv4Address", "").split("/")[0] for c in (info.get("Containers") or {}).values()}
         for service in (info.get("Services") or {}).values():
             for task in service.get("Tasks") or ():
                 ip, vtep = task.get("EndpointIP"), (task.get("Info") or {}).get("Host IP")
@@ -170,20 +174,13 @@ def sync_plan(ctx: Context, network: str) -> list[Change]:
                 mac = mac_of(ip)
                 plan.append(Change(engine.name, path, "fdb", "replace", mac, dev, dst=vtep))
                 plan.append(Change(engine.name, path, "neigh", "replace", mac, dev, ip=ip))
-    if not plan and not any(has_network(e, network) for e in engines(ctx)):
-        raise VxrayError(f"unknown network {network!r}")
     return plan
 
 
 def up_plan(ctx: Context, network: str) -> list[tuple[Engine, str, str]]:
     """The sandbox devices of ``network`` that are down: (Engine, sandbox path, device)."""
     down = []
-    for engine in engines(ctx):
-        if not has_network(engine, network):
-            continue
-        path = sandbox(engine, overlay(engine, network)["Id"])
-        if path is None:
-            continue
+    for engine, _, path in _sandboxes(ctx, network):
         with nsenter.named(path), IPRoute() as ipr:
             down += [(engine, path, str(lk.get("IFLA_IFNAME"))) for lk in ipr.get_links()
                      if lk.get("IFLA_IFNAME") != "lo" and not lk["flags"] & 1]  # fmt: skip
