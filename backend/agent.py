@@ -15,6 +15,7 @@ or a child process prints can corrupt the stream.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import threading
@@ -26,7 +27,7 @@ from backend import journal
 from backend.errors import VxrayError
 from backend.model import HostSnapshot, Labels
 from backend.netns import Scope
-from backend.protocol import PROTOCOL, Hello, ProtocolError, event, parse_request, refusal, reply
+from backend.protocol import REQUEST_MAX, Hello, ProtocolError, event, parse_request, read_lines, refusal, reply
 from backend.remote import Reading
 
 Reader = Callable[[], tuple[HostSnapshot, Labels, str]]  # snapshot, labels, the machine's own namespace label
@@ -43,7 +44,8 @@ class Agent:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.watcher: threading.Thread | None = None
-        self.captures: list[Any] = []  # backend.probe.Capture, by the number `watch` answered
+        self.captures: dict[int, Any] = {}  # backend.probe.Capture, by the number `watch` answered
+        self.watches = 0
 
     def send(self, line: str) -> None:
         with self.lock:
@@ -53,8 +55,8 @@ class Agent:
     def handle(self, line: str) -> None:
         try:
             req = parse_request(line)
-        except ProtocolError as exc:
-            self.send(reply(0, error=str(exc)))
+        except ProtocolError as exc:  # answered, to the request's id when it had one, and the session goes on
+            self.send(reply(exc.request_id, error=str(exc)))
             return
         try:
             self.send(reply(req.id, self.answer(req.op, req.args)))
@@ -74,20 +76,15 @@ class Agent:
                 self.watcher = threading.Thread(target=self._watch, daemon=True)
                 self.watcher.start()
             return "subscribed"
-        if op == "run":
-            argv = [str(a) for a in args.get("argv", [])]
-            why = refusal(argv, self.hello.read_only)
+        if op == "run":  # parse_request checked every argument's shape
+            why = refusal(args["argv"], self.hello.read_only)
             if why:
                 raise VxrayError(why)
-            token = str(args.get("token") or uuid.uuid4().hex)
-            status, output = self.run(argv, token)
+            status, output = self.run(args["argv"], args.get("token") or uuid.uuid4().hex)
             return {"status": status, "output": output}
         if op == "outcome":  # a client cut off while `run` ran asks how it ended
-            return journal.outcome(str(args.get("token", ""))) or {"state": "unknown"}
-        if op in ("watch", "send", "seen"):
-            return self.live(op, args)
-        raise VxrayError(f"unknown operation {op!r} (protocol {PROTOCOL}: snapshot, subscribe, run, outcome, "
-                         "watch, send, seen, ping)")  # fmt: skip
+            return journal.outcome(args["token"]) or {"state": "unknown"}
+        return self.live(op, args)  # watch, send, seen: parse_request knows no other operation
 
     def live(self, op: str, args: dict[str, Any]) -> Any:
         """A live trace across machines: every machine watches (``watch``), the source sends, each says what it saw."""
@@ -97,10 +94,13 @@ class Agent:
             send(Probe(**args["probe"]), int(args["ident"]))
             return "sent"
         if op == "watch":
-            points = [(str(ns), str(dev)) for ns, dev in args["points"]]
-            self.captures.append(Capture(Probe(**args["probe"]), int(args["ident"]), points))
-            return len(self.captures) - 1
-        capture = self.captures[int(args["watch"])]
+            self.watches += 1
+            points = [(ns, dev) for ns, dev in args["points"]]
+            self.captures[self.watches] = Capture(Probe(**args["probe"]), args["ident"], points)
+            return self.watches
+        capture = self.captures.pop(args["watch"], None)  # its sockets close once it is collected
+        if capture is None:
+            raise VxrayError(f"no watch {args['watch']} open (`seen` reads each watch once)")
         return sorted(capture.collect(float(args.get("wait", 1.5))))
 
     def _watch(self) -> None:
@@ -122,9 +122,12 @@ def serve(scope: Scope, read: Reader, run: Runner, hello: Hello, stdin: TextIO |
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     agent = Agent(out, scope, read, run, hello)
     agent.send(hello.line())
+    lines = stdin or io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")  # not UTF-8: not JSON
     try:
-        for line in stdin or sys.stdin:
-            if line.strip():
+        for line in read_lines(lines, REQUEST_MAX):
+            if line is None:
+                agent.send(reply(0, error=f"a request longer than {REQUEST_MAX // 2**20} MiB: refused"))
+            elif line.strip():
                 agent.handle(line)
     except (BrokenPipeError, KeyboardInterrupt):
         pass

@@ -27,8 +27,12 @@ _OPTION_FIELDS = {
 }  # fmt: skip
 
 
-def rule_from_args(chain: str, args: list[str], packets: int = 0, nbytes: int = 0) -> Rule:
-    """A ``Rule`` from the arguments that follow ``-A CHAIN``; ``!`` negations are kept."""
+def rule_from_args(chain: str, args: list[str], packets: int = 0, nbytes: int = 0, plain: bool = False) -> Rule:
+    """A ``Rule`` from the arguments that follow ``-A CHAIN``; ``!`` negations are kept.
+
+    ``plain``: no argument needs quoting (known from the line they were split from), so the spec is
+    joined without looking at each word — a host with thousands of rules saves most of its parse time.
+    """
     fields: dict[str, str] = {}
     target = None
     negate = False
@@ -42,7 +46,7 @@ def rule_from_args(chain: str, args: list[str], packets: int = 0, nbytes: int = 
         elif arg in _OPTION_FIELDS and nxt is not None:
             fields.setdefault(_OPTION_FIELDS[arg], ("!" if negate else "") + nxt)
         negate = False
-    spec = " ".join(a if a and not _NEEDS_QUOTES.search(a) else shlex.quote(a) for a in args)
+    spec = " ".join(args if plain else (a if a and not _NEEDS_QUOTES.search(a) else shlex.quote(a) for a in args))
     return Rule(chain=chain, spec=spec, target=target, packets=packets, bytes=nbytes, **fields)
 
 
@@ -73,9 +77,10 @@ def parse_save(text: str, tables: Iterable[str] = KEPT_TABLES) -> tuple[Table, .
             if m:
                 packets, nbytes = int(m[1]), int(m[2])
                 line = line[m.end() :].strip()
-            args = shlex.split(line) if _NEEDS_QUOTES.search(line.replace(" ", "")) else line.split()
+            quoted = _NEEDS_QUOTES.search(line.replace(" ", "")) is not None
+            args = shlex.split(line) if quoted else line.split()
             if len(args) >= 2 and args[0] == "-A" and args[1] in rules:
-                rules[args[1]].append(rule_from_args(args[1], args[2:], packets, nbytes))
+                rules[args[1]].append(rule_from_args(args[1], args[2:], packets, nbytes, plain=not quoted))
     return tuple(out)
 
 

@@ -17,13 +17,14 @@ import re
 import time
 from typing import Any
 
+from backend import env
 from backend.errors import VxrayError
 
 TOKEN = re.compile(r"^[0-9a-f]{32}$")
 
 
 def directory() -> str:
-    return os.path.join(os.environ.get("VXRAY_HOME", "/var/lib/vxray"), "journal")
+    return os.path.join(env.path("VXRAY_HOME", "/var/lib/vxray", directory=True), "journal")
 
 
 def path(token: str) -> str:

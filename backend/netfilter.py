@@ -114,32 +114,54 @@ def read_legacy(names: set[str]) -> RuleSet:
     return RuleSet("legacy", _kept(tuple(tables)))
 
 
-def read_nft() -> RuleSet:
-    proc = subprocess.run(["iptables-nft-save", "-c"], capture_output=True, text=True, check=True)
-    return RuleSet("nft", _kept(parse_save(proc.stdout)))
+class Rulesets:
+    """Reading every back-end's rules in the current namespace, started early.
 
+    ``iptables-nft-save`` (the slow part on a host with thousands of rules) is started
+    when this is made and runs on another core while the thread reads the netlink
+    tables; ``result`` waits for it, reads the legacy tables in-process, and says in
+    notes what could not be read.
+    """
 
-def read_rulesets() -> tuple[tuple[RuleSet, ...], list[str]]:
-    """Every back-end's rules in the current namespace, and notes on what failed."""
-    rulesets: list[RuleSet] = []
-    notes: list[str] = []
-    legacy = legacy_table_names() & set(KEPT_TABLES)
-    if legacy:
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.legacy = legacy_table_names() & set(KEPT_TABLES)
+        self.nft: set[str] = set()
+        self.proc: subprocess.Popen[str] | None = None
         try:
-            rulesets.append(read_legacy(legacy))
-        except Exception as exc:  # noqa: BLE001 - any libiptc failure becomes a note
-            notes.append(f"legacy iptables tables {sorted(legacy)} exist but could not be read: {exc}")
-    nft: set[str] = set()
-    try:
-        nft = nft_table_names() & set(KEPT_TABLES)
-    except OSError as exc:
-        notes.append(f"cannot list nf_tables tables: {exc}")
-    if nft:
-        if shutil.which("iptables-nft-save") is None:
-            notes.append(f"nf_tables tables {sorted(nft)} exist but iptables-nft-save is not installed")
-        else:
+            self.nft = nft_table_names() & set(KEPT_TABLES)
+        except OSError as exc:
+            self.notes.append(f"cannot list nf_tables tables: {exc}")
+        if self.nft and shutil.which("iptables-nft-save") is None:
+            self.notes.append(f"nf_tables tables {sorted(self.nft)} exist but iptables-nft-save is not installed")
+        elif self.nft:
             try:
-                rulesets.append(read_nft())
-            except (subprocess.CalledProcessError, OSError) as exc:
-                notes.append(f"nf_tables tables {sorted(nft)} exist but iptables-nft-save failed: {exc}")
-    return tuple(rulesets), notes
+                self.proc = subprocess.Popen(["iptables-nft-save", "-c"], stdout=subprocess.PIPE,
+                                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+            except OSError as exc:
+                self.notes.append(f"nf_tables tables {sorted(self.nft)} exist but iptables-nft-save failed: {exc}")
+
+    def __enter__(self) -> Rulesets:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """A read that failed half-way leaves no ``iptables-nft-save`` behind."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+    def result(self) -> tuple[tuple[RuleSet, ...], list[str]]:
+        rulesets: list[RuleSet] = []
+        if self.legacy:
+            try:
+                rulesets.append(read_legacy(self.legacy))
+            except Exception as exc:  # noqa: BLE001 - any libiptc failure becomes a note
+                self.notes.append(f"legacy iptables tables {sorted(self.legacy)} exist but could not be read: {exc}")
+        if self.proc is not None:
+            out, err = self.proc.communicate()
+            if self.proc.returncode == 0:
+                rulesets.append(RuleSet("nft", _kept(parse_save(out))))
+            else:
+                why = err.strip().splitlines()[-1] if err.strip() else f"exit status {self.proc.returncode}"
+                self.notes.append(f"nf_tables tables {sorted(self.nft)} exist but iptables-nft-save failed: {why}")
+        return tuple(rulesets), self.notes

@@ -13,26 +13,36 @@ and which program is vxray there (``?command=/opt/vxray/bin/vxray``).
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import queue
 import shlex
 import subprocess
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from backend import codec, journal
+from backend import codec, env, journal, urls
 from backend.errors import VxrayError
 from backend.model import HostSnapshot, Labels
-from backend.protocol import PROTOCOL, ProtocolError, Request, parse_hello, read_only_refusal
+from backend.protocol import (
+    ANSWER_MAX,
+    PROTOCOL,
+    Answer,
+    Event,
+    ProtocolError,
+    Request,
+    check_result,
+    parse_hello,
+    parse_message,
+    read_lines,
+    read_only_refusal,
+)
 
 CONNECT_SECONDS = 20.0  # ssh + the agent's greeting
 REQUEST_SECONDS = 60.0
 RECOVER_SECONDS = 30.0  # after a drop mid-operation: how long to keep asking the machine how it ended
+STDERR_MAX = 2**16  # characters kept of one line ssh or the far side prints on stderr
 
 
 class RemoteError(VxrayError):
@@ -62,31 +72,60 @@ class Address:
         return f"{self.user}@{self.host}" if self.user else self.host
 
 
+SSH_OPTIONS = ("netns", "host_netns", "netns_dir", "docker", "command")
+DOCKER_SCHEMES = ("unix", "tcp", "http", "https", "ssh")  # what the Docker SDK connects to
+
+
 def parse(url: str) -> Address:
     """``ssh://[user@]host[:port][?netns=GLOB&host_netns=NS&netns_dir=DIR&docker=URL&command=PATH]`` or
-    ``file://PATH``; one-line errors."""
-    parts = urlsplit(url)
-    query = parse_qs(parts.query)
+    ``file://PATH``; one-line errors. Every part is checked here, before anything reaches ssh's argv or the
+    inventory: no word vxray passes on can start with ``-`` or hold a control character."""
+
+    def bad(why: str) -> VxrayError:
+        return VxrayError(f"bad host {url!r}: {why}")
+
+    parts = urls.split(url, bad)
     if parts.scheme == "file":
+        if parts.query:
+            raise bad(f"file:// takes no options (?{parts.query})")
         path = parts.netloc + parts.path
         if not path:
-            raise VxrayError(f"bad host {url!r}: file:// needs a path (file:///tmp/yy2.json)")
+            raise bad("file:// needs a path (file:///tmp/yy2.json)")
         return Address(url, "file", path=path)
     if parts.scheme != "ssh":
-        raise VxrayError(f"bad host {url!r}: use ssh://[user@]host[:port] or file://PATH")
+        raise bad("use ssh://[user@]host[:port] or file://PATH")
+    host, user, port = urls.host(parts, bad), urls.user(parts, bad), urls.port(parts, bad)
+    if parts.path not in ("", "/"):
+        raise bad(f"ssh:// has no path ({parts.path!r}); options go after '?'")
+    opts = urls.options(parts, SSH_OPTIONS, ("netns", "netns_dir"), bad)
+    _check_options(opts, bad)
+    one = {name: values[0] for name, values in opts.items()}
+    return Address(url, "ssh", host, user, port, netns=tuple(opts.get("netns", [])),
+                   host_netns=one.get("host_netns", ""), command=one.get("command", ""),
+                   netns_dir=tuple(opts.get("netns_dir", [])), docker=one.get("docker", ""))  # fmt: skip
+
+
+def _check_options(opts: dict[str, list[str]], bad: urls.Bad) -> None:
+    """The options whose values have a shape: what the agent would refuse later, refused before connecting."""
+    for directory in opts.get("netns_dir", []):
+        if not directory.startswith("/"):
+            raise bad(f"netns_dir={directory!r} is not an absolute path")
+    docker = opts.get("docker", ["none"])[0]
+    if docker != "none" and docker.partition("://")[0] not in DOCKER_SCHEMES:
+        raise bad(f"docker={docker!r}: 'none' or an Engine URL (unix:///PATH, tcp://HOST:PORT)")
+    for command in opts.get("command", []):
+        command_words(command, bad)
+
+
+def command_words(command: str, bad: urls.Bad) -> list[str]:
+    """The words of the program that is vxray on the far side (``?command=`` or $VXRAY_REMOTE_COMMAND)."""
     try:
-        port = parts.port
-    except ValueError:
-        raise VxrayError(f"bad host {url!r}: the port is not a number") from None
-    if not parts.hostname:
-        raise VxrayError(f"bad host {url!r}: no host name")
-    unknown = set(query) - {"netns", "host_netns", "netns_dir", "docker", "command"}
-    if unknown:
-        raise VxrayError(f"bad host {url!r}: unknown option {sorted(unknown)[0]!r} (netns, host_netns, netns_dir, "
-                         f"docker, command)")  # fmt: skip
-    return Address(url, "ssh", parts.hostname, parts.username or "", port, netns=tuple(query.get("netns", [])),
-                   host_netns=query.get("host_netns", [""])[0], command=query.get("command", [""])[0],
-                   netns_dir=tuple(query.get("netns_dir", [])), docker=query.get("docker", [""])[0])  # fmt: skip
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise bad(f"the command {command!r} does not split into words ({exc})") from None
+    if not words or words[0].startswith("-"):
+        raise bad(f"the command {command!r} does not start with a program")
+    return words
 
 
 @dataclass
@@ -99,14 +138,11 @@ class Reading:
 
     def as_data(self) -> dict[str, Any]:
         """The agent's answer to ``snapshot``, and what ``file://`` reads back."""
-        return {"snapshot": json.loads(codec.dumps(self.snapshot)), "labels": asdict(self.labels), "root": self.root}
+        return codec.to_data(codec.view_data(codec.View(self.snapshot, self.labels, self.root)))
 
 
-def _reading(data: dict[str, Any]) -> Reading:
-    if data.get("format") == "vxray-snapshot":  # `vxray snapshot --json`
-        return Reading(codec.loads(json.dumps(data)), Labels(), "host")
-    snap = codec.loads(json.dumps(data["snapshot"]))  # an agent's answer, or a saved app view
-    return Reading(snap, Labels(**data.get("labels", {})), data.get("root") or "host")
+def _reading(view: codec.View) -> Reading:
+    return Reading(view.snapshot, view.labels, view.root or "host")
 
 
 class FileMachine:
@@ -119,11 +155,7 @@ class FileMachine:
         self.read()
 
     def read(self) -> Reading:
-        try:
-            with open(self.address.path) as f:
-                return _reading(json.load(f))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise RemoteError(f"{self.name}: cannot read the snapshot {self.address.path}: {exc}") from None
+        return _reading(codec.load_view(codec.read_file(self.address.path), f"{self.name}: {self.address.path}"))
 
     def subscribe(self) -> None:
         """A file never changes: nothing to subscribe to."""
@@ -139,10 +171,18 @@ class FileMachine:
         pass
 
 
+def _env_command() -> str | None:
+    """$VXRAY_REMOTE_COMMAND, checked as ``?command=`` is."""
+    command = env.text("VXRAY_REMOTE_COMMAND")
+    if command is not None:
+        command_words(command, lambda why: VxrayError(f"$VXRAY_REMOTE_COMMAND: {why}"))
+    return command
+
+
 @dataclass
 class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
-    answer: dict[str, Any] | None = None
+    answer: Answer | None = None
 
 
 class SshMachine:
@@ -151,8 +191,8 @@ class SshMachine:
     def __init__(self, name: str, address: Address, read_only: bool = False, ssh_config: str | None = None,
                  command: str | None = None) -> None:  # fmt: skip
         self.name, self.address, self.read_only = name, address, read_only
-        self.ssh_config = ssh_config or os.environ.get("VXRAY_SSH_CONFIG")
-        self.command = address.command or command or os.environ.get("VXRAY_REMOTE_COMMAND") or "vxray"
+        self.ssh_config = ssh_config or env.path("VXRAY_SSH_CONFIG", "", must_exist=True) or None
+        self.command = address.command or command or _env_command() or "vxray"
         self.proc: subprocess.Popen[str] | None = None
         self.gone = threading.Event()  # set when the connection's answers stop: ssh may not have exited yet
         self.gone.set()
@@ -161,6 +201,7 @@ class SshMachine:
         self.next_id = 0
         self.lock = threading.Lock()
         self.stderr: list[str] = []
+        self.broken: str | None = None  # how the agent broke the protocol, which ended the connection
 
     def argv(self) -> list[str]:
         remote = [*shlex.split(self.command), *(["--read-only"] if self.read_only else []), "agent", "--stdio"]
@@ -176,11 +217,12 @@ class SshMachine:
 
     def connect(self) -> None:
         self.close()
-        self.stderr = []
+        self.stderr, self.broken = [], None
         gone = self.gone = threading.Event()
-        try:
+        try:  # bytes that are not UTF-8 become U+FFFD: a line that is then not the protocol's, said so
             proc = self.proc = subprocess.Popen(self.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                                stderr=subprocess.PIPE, text=True, bufsize=1)  # fmt: skip
+                                                stderr=subprocess.PIPE, text=True, errors="replace",
+                                                bufsize=1)  # fmt: skip
         except OSError as exc:
             raise RemoteError(f"{self.name}: cannot run ssh: {exc.strerror} (install openssh-client)") from None
         hello: queue.Queue[str | None] = queue.Queue()
@@ -198,8 +240,9 @@ class SshMachine:
             greeting = parse_hello(line)
         except ProtocolError as exc:
             self.close()
-            raise RemoteError(f"{self.name}: {exc} — does a login script on {self.address.host} print to "
-                              "standard output?") from None  # fmt: skip
+            banner = str(exc).startswith("not a vxray agent greeting")  # else: a greeting, with a bad field
+            hint = f" — does a login script on {self.address.host} print to standard output?" if banner else ""
+            raise RemoteError(f"{self.name}: {exc}{hint}") from None
         if greeting.protocol != PROTOCOL:
             self.close()
             raise RemoteError(f"{self.name}: {self.address.host} runs vxray {greeting.version} speaking protocol "
@@ -227,27 +270,21 @@ class SshMachine:
 
     def _errors(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stderr is not None
-        for line in proc.stderr:
-            if line.strip():
+        for line in read_lines(proc.stderr, STDERR_MAX):
+            if line and line.strip():
                 self.stderr = [*self.stderr[-20:], line.strip()]
 
     def _lines(self, proc: subprocess.Popen[str], hello: queue.Queue[str | None], gone: threading.Event) -> None:
         assert proc.stdout is not None
         greeted = False
-        for line in proc.stdout:
+        for line in read_lines(proc.stdout, ANSWER_MAX):
             if not greeted:
                 greeted = True
-                hello.put(line)
+                hello.put(line or "")  # too long for a greeting: read as none
                 continue
-            try:
-                data = json.loads(line)
-            except ValueError:
-                continue
-            if "event" in data:
-                self.events.put(set(data.get("namespaces", [])))
-            elif (waiting := self.pending.get(int(data.get("id", -1)))) is not None:
-                waiting.answer = data
-                waiting.done.set()
+            self.broken = self._take(line)
+            if self.broken is not None:
+                break  # the connection is ended: nothing it says from here on can be trusted
         if not greeted:
             hello.put(None)
         with self.lock:  # a request either sees `gone` or is registered before it and woken here
@@ -255,6 +292,26 @@ class SshMachine:
         self.events.put(None)  # the connection is gone
         for waiting in list(self.pending.values()):
             waiting.done.set()  # without an answer: dropped
+
+    def _take(self, line: str | None) -> str | None:
+        """One line after the greeting: an answer wakes its request, an event is queued; what breaks the
+        protocol is returned instead."""
+        if line is None:
+            return f"the agent sent a line longer than {ANSWER_MAX // 2**20} MiB"
+        try:
+            message = parse_message(line)
+        except ProtocolError as exc:
+            return f"the agent broke the protocol: {exc}"
+        if isinstance(message, Event):
+            self.events.put(set(message.namespaces))
+        elif message.id == 0:
+            return f"the agent could not read a request: {message.error}"
+        elif message.id > self.next_id:
+            return f"the agent answered request {message.id}, which was never sent"
+        elif (waiting := self.pending.get(message.id)) is not None:  # else: a late answer, its request gave up
+            waiting.answer = message
+            waiting.done.set()
+        return None
 
     def request(self, op: str, args: dict[str, Any] | None = None, timeout: float = REQUEST_SECONDS) -> Any:
         proc = self.proc
@@ -275,14 +332,19 @@ class SshMachine:
                 raise RemoteError(f"{self.name}: no answer to `{op}` within {timeout:.0f} s")
         finally:
             self.pending.pop(req.id, None)
+        if waiting.answer is None and self.broken is not None:
+            raise RemoteError(f"{self.name}: {self.broken} (the connection was closed while `{op}` ran)")
         if waiting.answer is None:
             raise Dropped(f"{self.name}: the connection dropped while `{op}` ran")
-        if not waiting.answer.get("ok"):
-            raise RemoteError(f"{self.name}: {waiting.answer.get('error', 'failed')}")
-        return waiting.answer.get("result")
+        if not waiting.answer.ok:
+            raise RemoteError(f"{self.name}: {waiting.answer.error or 'failed'}")
+        try:
+            return check_result(op, waiting.answer.result)
+        except ProtocolError as exc:
+            raise RemoteError(f"{self.name}: {exc}") from None
 
     def read(self) -> Reading:
-        return _reading(self.request("snapshot"))
+        return _reading(codec.view_from_data(self.request("snapshot"), f"{self.name}: snapshot answer"))
 
     def subscribe(self) -> None:
         self.request("subscribe")
@@ -304,7 +366,7 @@ class SshMachine:
             result = self.request("run", {"argv": argv, "token": token})
         except Dropped:
             return self._outcome(argv, token)
-        return int(result["status"]), str(result["output"])
+        return result["status"], result["output"]
 
     def _outcome(self, argv: list[str], token: str) -> tuple[int, str]:
         """Cut off while an operation ran: reconnect and read how it ended from the machine's journal."""
@@ -314,7 +376,7 @@ class SshMachine:
             record = self._ask_outcome(token)
             if record is not None and record.get("state") == "done":
                 note = f"(the connection to {self.name} dropped while `{what}` ran; this is how it ended there)"
-                return int(record["status"]), f"{record.get('output', '')}\n{note}".strip()
+                return record["status"], f"{record.get('output', '')}\n{note}".strip()
             if record is not None and record.get("state") == "unknown":
                 raise RemoteError(f"{self.name}: the connection dropped before `{what}` started: nothing was applied")
             time.sleep(pause)  # not reachable yet, or still running
@@ -328,7 +390,7 @@ class SshMachine:
         try:
             if self.proc is None or self.gone.is_set():
                 self.connect()
-            return dict(self.request("outcome", {"token": token}))
+            return self.request("outcome", {"token": token})
         except RemoteError:
             return None
 

@@ -1,38 +1,59 @@
 """Read the forwarding sysctls of the namespace the calling thread is in.
 
-``/proc/sys/net`` answers for the namespace of the task that opens the file, so a
-thread inside a namespace (``backend.nsenter``) reads that namespace's values.
+IPv4's per-device knobs come from one netconf dump on the namespace's netlink
+socket (``ip -j netconf``): opening ``/proc/sys`` files costs ~25 µs each, a
+thousand of them on a host with 200 containers. Only the bridge's knob, which
+netconf does not carry, is read from ``/proc/sys/net/bridge`` — a file that answers
+for the namespace of the task that opens it, so a thread inside a namespace
+(``backend.nsenter``) reads that namespace's value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+import socket
+import struct
 
 from backend.model import Sysctls
+from backend.netlink import I32, NetlinkSocket, attrs
 
-_IPV4 = "/proc/sys/net/ipv4"
+RTM_GETNETCONF = 82
+NETCONFA_IFINDEX, NETCONFA_FORWARDING, NETCONFA_RP_FILTER = 1, 2, 3
+IFINDEX_ALL, IFINDEX_DEFAULT = -1, -2
 
 
 def _read_int(path: str) -> int | None:
     try:
-        with open(path) as f:
-            return int(f.read().strip())
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return int(os.read(fd, 64))
     except (OSError, ValueError):
         return None
+    finally:
+        os.close(fd)
 
 
-def read_sysctls(devices: Iterable[str]) -> Sysctls:
-    forward = _read_int(f"{_IPV4}/ip_forward")
+def read_sysctls(nl: NetlinkSocket, names: dict[int, str]) -> Sysctls:
+    """``names``: the namespace's devices by index, to key ``rp_filter`` by device name."""
+    forwarding: dict[int, int] = {}
+    rp_filter: dict[int, int] = {}
+    for _kind, data, off, end in nl.dump(RTM_GETNETCONF, struct.pack("=Bxxx", socket.AF_INET)):
+        a = attrs(data, off + 4, end)
+        if NETCONFA_IFINDEX not in a:
+            continue
+        index = I32.unpack_from(data, a[NETCONFA_IFINDEX][0])[0]
+        if NETCONFA_FORWARDING in a:
+            forwarding[index] = I32.unpack_from(data, a[NETCONFA_FORWARDING][0])[0]
+        if NETCONFA_RP_FILTER in a:
+            rp_filter[index] = I32.unpack_from(data, a[NETCONFA_RP_FILTER][0])[0]
     nf_call = _read_int("/proc/sys/net/bridge/bridge-nf-call-iptables")
-    per_device = {}
-    for dev in devices:
-        value = _read_int(f"{_IPV4}/conf/{dev}/rp_filter")
-        if value is not None:
-            per_device[dev] = value
+    forward = forwarding.get(IFINDEX_ALL)
     return Sysctls(
         ip_forward=None if forward is None else bool(forward),
-        rp_filter_all=_read_int(f"{_IPV4}/conf/all/rp_filter"),
-        rp_filter_default=_read_int(f"{_IPV4}/conf/default/rp_filter"),
-        rp_filter=per_device,
+        rp_filter_all=rp_filter.get(IFINDEX_ALL),
+        rp_filter_default=rp_filter.get(IFINDEX_DEFAULT),
+        rp_filter={names[i]: v for i, v in rp_filter.items() if i in names},
         bridge_nf_call_iptables=None if nf_call is None else bool(nf_call),
     )

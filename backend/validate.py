@@ -44,6 +44,25 @@ def ipv4(value: str) -> str:
         raise VxrayError(f"invalid IPv4 address {value!r}") from None
 
 
+def interface(value: str) -> ipaddress.IPv4Interface:
+    """``ADDRESS/PREFIX`` as a device holds it: a unicast address that is not its subnet's network or broadcast."""
+    if "/" not in value:
+        raise VxrayError(f"invalid address {value!r}: expected ADDRESS/PREFIX like 10.0.0.1/24")
+    try:
+        iface = ipaddress.IPv4Interface(value)
+    except ValueError as exc:
+        raise VxrayError(f"invalid address {value!r}: {exc}") from None
+    net = iface.network
+    if (
+        iface.ip.is_multicast
+        or iface.ip.is_unspecified
+        or iface.ip.is_loopback
+        or (net.prefixlen < 31 and iface.ip in (net.network_address, net.broadcast_address))
+    ):
+        raise VxrayError(f"invalid address {value!r}: not a usable address of {net}")
+    return iface
+
+
 def cidr(value: str) -> ipaddress.IPv4Network:
     try:
         net = ipaddress.IPv4Network(value, strict=True)

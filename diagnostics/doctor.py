@@ -15,13 +15,13 @@ snapshot, the desired state the store's records.
 from __future__ import annotations
 
 import ipaddress
-import shlex
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from backend.model import Link
 from backend.records import Endpoint, HostRecord, NetworkRecord
+from backend.shellwords import shell_line
 from diagnostics.netfilter import Flow, dnat_to, hook, published, published_accept
 from diagnostics.trace import USABLE, VXLAN_OVERHEAD, Fix
 from diagnostics.world import ZERO_MAC, World
@@ -86,10 +86,11 @@ class _Doctor:
                         host,
                         f"network {net.name} has endpoints on {host} but no sandbox or VXLAN device",
                         [f"endpoints: {', '.join(e.container for e in eps if e.host == host)}"],
-                        Fix(f"vxray network repair {net.name} --host {host}", ""),
+                        Fix(shell_line("vxray", "network", "repair", net.name, "--host", host), ""),
                     )
                     continue
                 if vx.vxlan.vni != net.vni:
+                    delete = shell_line("ip", "link", "del", vx.name)
                     self.add(
                         0.95,
                         host,
@@ -97,16 +98,16 @@ class _Doctor:
                         f"{vx.vxlan.vni}, the other hosts use {net.vni}",
                         [f"{self.w.place(key).label}: {vx.name} vxlan id {vx.vxlan.vni}"],
                         Fix(
-                            f"vxray network repair {net.name} --host {host}",
-                            self._in(key, f"ip link del {vx.name}  # then re-create it with id {net.vni}"),
+                            shell_line("vxray", "network", "repair", net.name, "--host", host),
+                            self._in(key, f"{delete}  # then re-create it with id {net.vni}"),
                         ),
                     )
                 if not vx.up:
                     evidence = [f"{self.w.place(key).label}: {vx.name} state {vx.operstate}"]
                     self.add(0.97, host, f"{vx.name} of network {net.name} on {host} is down: nothing leaves or "
                              f"enters the overlay there", evidence,
-                             Fix(f"vxray network repair {shlex.quote(net.name)}",
-                                 self._in(key, shlex.join(["ip", "link", "set", vx.name, "up"]))))  # fmt: skip
+                             Fix(shell_line("vxray", "network", "repair", net.name),
+                                 self._in(key, shell_line("ip", "link", "set", vx.name, "up"))))  # fmt: skip
                 remote = [e for e in eps if e.host != host]
                 self._fdb(key, host, net, vx, remote, vteps)
                 self._proxy(key, host, net, vx, remote, eps)
@@ -125,14 +126,15 @@ class _Doctor:
                 right = vteps.get(owner.host) if owner else None
                 if e.dst and (e.dst not in known or (right and e.dst != right)):
                     who = f"{owner.container} is on {owner.host} (VTEP {right})" if owner else "no host has that VTEP"
+                    native = shell_line("bridge", "fdb", "replace", mac, "dev", vx.name, "dst", right or "VTEP")
                     self.add(
                         0.95,
                         host,
                         f"stale FDB entry on {host}: {mac} -> {e.dst}",
                         [f"{self.w.place(key).label}: {mac} dev {vx.name} dst {e.dst}", who],
                         Fix(
-                            f"vxray network repair {net.name}",
-                            self._in(key, f"bridge fdb replace {mac} dev {vx.name} dst {right or 'VTEP'}"),
+                            shell_line("vxray", "network", "repair", net.name),
+                            self._in(key, native),
                         ),
                     )
         flooding = bool(fdb.get(ZERO_MAC)) or vx.vxlan.group is not None
@@ -144,14 +146,17 @@ class _Doctor:
                 else f"{host} has no FDB entry for {len(missing)} remote endpoint(s) of {net.name}"
             )
             first = missing[0]
+            native = shell_line(
+                "bridge", "fdb", "add", first.mac, "dev", vx.name, "dst", vteps.get(first.host) or "VTEP"
+            )
             self.add(
                 0.9,
                 host,
                 title,
                 [f"missing: {r.mac} ({r.container} {r.ip} on {r.host}, VTEP {vteps.get(r.host)})" for r in missing],
                 Fix(
-                    f"vxray fdb sync {net.name}",
-                    self._in(key, f"bridge fdb add {first.mac} dev {vx.name} dst {vteps.get(first.host)}"),
+                    shell_line("vxray", "fdb", "sync", net.name),
+                    self._in(key, native),
                 ),
             )
 
@@ -173,6 +178,8 @@ class _Doctor:
             unanswered.append(r)
         if unanswered:
             first = unanswered[0]
+            native = shell_line("ip", "neigh", "replace", first.ip, "lladdr", first.mac, "dev", vx.name, "nud",
+                                "permanent")  # fmt: skip
             self.add(
                 0.85,
                 host,
@@ -180,8 +187,8 @@ class _Doctor:
                 f"{host}: {vx.name} proxies ARP only from its neighbour table",
                 [f"no neighbour {r.ip} ({r.container}, {r.mac}) on {vx.name}" for r in unanswered],
                 Fix(
-                    f"vxray fdb sync {net.name}",
-                    self._in(key, f"ip neigh replace {first.ip} lladdr {first.mac} dev {vx.name} nud permanent"),
+                    shell_line("vxray", "fdb", "sync", net.name),
+                    self._in(key, native),
                 ),
             )
 
@@ -212,8 +219,8 @@ class _Doctor:
                 f"VXLAN exceed underlay {dev.name} MTU {dev.mtu}",
                 [f"full-size overlay packets ({vx.mtu} bytes) become {vx.mtu + VXLAN_OVERHEAD} on {dev.name}"],
                 Fix(
-                    f"vxray host set {host} mtu.{dev.name}={vx.mtu + VXLAN_OVERHEAD}",
-                    self._in(under_key, f"ip link set {dev.name} mtu {vx.mtu + VXLAN_OVERHEAD}"),
+                    shell_line("vxray", "host", "set", host, f"mtu.{dev.name}={vx.mtu + VXLAN_OVERHEAD}"),
+                    self._in(under_key, shell_line("ip", "link", "set", dev.name, "mtu", str(vx.mtu + VXLAN_OVERHEAD))),
                 ),
             )
         mine = vteps.get(host)
@@ -228,7 +235,10 @@ class _Doctor:
                     host,
                     f"{host} drops VXLAN: UDP {vx.vxlan.dstport} from {other} ({vtep}) is refused by its INPUT chain",
                     [decision.describe()],
-                    Fix(f"vxray host set {host} udp.{vx.vxlan.dstport}=accept", self._in(under_key, decision.undo())),
+                    Fix(
+                        shell_line("vxray", "host", "set", host, f"udp.{vx.vxlan.dstport}=accept"),
+                        self._in(under_key, decision.undo()),
+                    ),
                 )
                 return
 
@@ -236,13 +246,16 @@ class _Doctor:
         for ep in eps:
             place = self.w.container_place(ep.container) or self.w.find(ep.container)
             lk = self.w.links.get((place.key, ep.ifname)) if place else None
-            if lk is not None and lk.mtu > net.mtu:
+            if place is not None and lk is not None and lk.mtu > net.mtu:
                 self.add(
                     0.8,
                     host,
                     f"{ep.container}'s {ep.ifname} has MTU {lk.mtu}, network {net.name} {net.mtu}",
                     [f"packets over {net.mtu} bytes are dropped at the bridge"],
-                    Fix(f"vxray network repair {net.name}", f"ip link set {ep.ifname} mtu {net.mtu}"),
+                    Fix(
+                        shell_line("vxray", "network", "repair", net.name),
+                        self._in(place.key, shell_line("ip", "link", "set", ep.ifname, "mtu", str(net.mtu))),
+                    ),
                 )
 
     def vni_subnets(self) -> None:
@@ -331,13 +344,16 @@ class _Doctor:
                 host,
                 f"ip_forward is off on {host}, but {why}",
                 ["net.ipv4.ip_forward = 0"],
-                Fix(f"vxray host set {host} ip_forward=1", self._in(key, "sysctl -w net.ipv4.ip_forward=1")),
+                Fix(
+                    shell_line("vxray", "host", "set", host, "ip_forward=1"),
+                    self._in(key, "sysctl -w net.ipv4.ip_forward=1"),
+                ),
             )
         for a, b in pairs:
             decision = hook(ns, "filter", "FORWARD", Flow(_first(a), _first(b), "udp", 4789, a.name, b.name))
             if decision.accepted:
                 continue
-            vxray = f"vxray host set {host} forward_policy=ACCEPT" if decision.rule is None else ""
+            vxray = shell_line("vxray", "host", "set", host, "forward_policy=ACCEPT") if decision.rule is None else ""
             fix = Fix(vxray, self._in(key, decision.undo()))
             self.add(0.9, host, f"{host} drops forwarded traffic from {a.name} to {b.name}", [decision.describe()], fix)
             break
@@ -365,7 +381,10 @@ class _Doctor:
                 host,
                 f"strict rp_filter on {host} drops replies that come back another way",
                 ["net.ipv4.conf.*.rp_filter = 1"],
-                Fix(f"vxray host set {host} rp_filter=2", self._in(key, "sysctl -w net.ipv4.conf.all.rp_filter=2")),
+                Fix(
+                    shell_line("vxray", "host", "set", host, "rp_filter=2"),
+                    self._in(key, "sysctl -w net.ipv4.conf.all.rp_filter=2"),
+                ),
             )
 
     def _uplinked(self, key: str, bridge: Link) -> bool:
@@ -394,6 +413,8 @@ class _Doctor:
                     continue
                 k, lk = owners[0]
                 where = self.w.container(key) or self.w.place(key).label
+                mac = lk.mac or "MAC"
+                native = shell_line("ip", "neigh", "replace", ip, "lladdr", mac, "dev", dev, "nud", "permanent")
                 self.add(
                     0.85,
                     self.w.place(key).host,
@@ -403,8 +424,10 @@ class _Doctor:
                         f"{self.w.place(k).label}: {lk.name} {lk.mac} holds {ip}",
                     ],
                     Fix(
-                        f"vxray arp add {ip} {lk.mac} --container {where}" if self.w.container(key) else "",
-                        self._in(key, f"ip neigh replace {ip} lladdr {lk.mac} dev {dev} nud permanent"),
+                        shell_line("vxray", "arp", "add", ip, mac, "--container", where)
+                        if self.w.container(key)
+                        else "",
+                        self._in(key, native),
                     ),
                 )
 

@@ -16,6 +16,7 @@ import shlex
 from dataclasses import dataclass
 
 from backend.model import Chain, Namespace, Rule, RuleSet
+from backend.shellwords import shell_line
 
 _UNDERSTOOD_MODULES = {"tcp", "udp", "icmp", "comment", "conntrack", "state", "addrtype", "multiport"}
 
@@ -48,17 +49,27 @@ class Decision:
         return self.target not in ("DROP", "REJECT")
 
     def undo(self) -> str:
-        """The iptables command that stops this decision from dropping: delete the rule, or accept by policy."""
+        """The iptables command that stops this decision from dropping: delete the rule, or accept by policy.
+        The rule's words are quoted again: iptables-save leaves ``-i p$(id)`` bare."""
         command = "iptables-legacy" if self.backend == "legacy" else "iptables-nft"
         if self.rule is None:
-            return f"{command} -P {self.chain} ACCEPT"
-        return f"{command} -D {self.rule.chain} {self.rule.spec}"
+            return shell_line(command, "-P", self.chain, "ACCEPT")
+        return shell_line(command, "-D", self.rule.chain, *_words(self.rule.spec))
 
     def describe(self) -> str:
         where = f"{self.backend} " if self.backend else ""
         if self.rule is None:
             return f"{where}{self.chain} policy {self.target}"
         return f"{where}-A {self.rule.chain} {self.rule.spec}"
+
+
+def _words(spec: str) -> list[str]:
+    """A rule's arguments (``Rule.spec`` quotes only what holds blanks, quotes or backslashes); a spec from
+    a snapshot file that no shell could read is taken word by word."""
+    try:
+        return shlex.split(spec)
+    except ValueError:
+        return spec.split()
 
 
 def _negated(value: str) -> tuple[bool, str]:
@@ -195,5 +206,5 @@ def published_accept(ns: Namespace, backend: str, dst: str, proto: str, dport: i
     ruleset = next((rs for rs in ns.netfilter if rs.backend == backend), None)
     filt = ruleset.table("filter") if ruleset else None
     chain = "DOCKER" if filt is not None and filt.chain("DOCKER") is not None else "FORWARD"
-    return shlex.join([command, "-I", chain, "-d", f"{dst}/32", "!", "-i", bridge, "-o", bridge, "-p", proto, "-m",
-                       proto, "--dport", str(dport), "-j", "ACCEPT"])  # fmt: skip
+    return shell_line(command, "-I", chain, "-d", f"{dst}/32", "!", "-i", bridge, "-o", bridge, "-p", proto, "-m",
+                      proto, "--dport", str(dport), "-j", "ACCEPT")  # fmt: skip

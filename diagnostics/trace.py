@@ -15,11 +15,11 @@ fixes it. Pure: the input is a ``World`` of snapshots, nothing is read or sent.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from backend.model import Link
+from backend.shellwords import shell_line
 from diagnostics.netfilter import Decision, Flow, dnat_to, hook, published_accept
 from diagnostics.world import BROADCAST, ZERO_MAC, World
 
@@ -31,6 +31,10 @@ USABLE = {"PERMANENT", "NOARP", "REACHABLE", "STALE", "DELAY", "PROBE"}
 
 @dataclass(frozen=True)
 class Fix:
+    """What undoes a drop, as lines to paste into a shell: the vxray command, and the ``ip``/``bridge``/
+    ``iptables`` one in the namespace concerned. Every word is quoted (``shell_line``): the names come from
+    the kernel, from Docker, from a snapshot file, and ``p$(id)`` is a device name the kernel accepts."""
+
     vxray: str
     native: str
 
@@ -125,7 +129,7 @@ class _Sim:
         return self.w.command_in(key, command)
 
     def _host_fix(self, key: str, setting: str, native: str) -> Fix:
-        return Fix(f"vxray host set {self.w.place(key).host} {setting}", self._in(key, native))
+        return Fix(shell_line("vxray", "host", "set", self.w.place(key).host, setting), self._in(key, native))
 
     # -- layer 3 -----------------------------------------------------------------------------------
 
@@ -153,9 +157,7 @@ class _Sim:
             return self._deliver_local(key, pkt, in_dev, local)
         route = self.w.routes[key].lookup(pkt.dst)
         if route is None or route.type in ("unreachable", "blackhole", "prohibit"):
-            entry = "no route" if route is None else f"{route.type} {route.dst}"
-            self.fail(key, "route", entry, f"no route to {pkt.dst}: the kernel answers 'Network is unreachable'",
-                      self._route_fix(key, pkt))  # fmt: skip
+            self._no_route(key, pkt, "no route" if route is None else f"{route.type} {route.dst}")
             return None
         out = self.w.links.get((key, route.device or ""))
         if out is None:
@@ -170,7 +172,7 @@ class _Sim:
         pkt = self._masquerade(key, pkt, out)
         if not out.up:
             self.fail(key, "link", f"{out.name} state {out.operstate}", f"{out.name} is down",
-                      Fix("", self._in(key, f"ip link set {out.name} up")))  # fmt: skip
+                      Fix("", self._in(key, shell_line("ip", "link", "set", out.name, "up"))))  # fmt: skip
             return None
         if pkt.size > out.mtu:
             if pkt.df:
@@ -267,23 +269,31 @@ class _Sim:
             return self._host_fix(key, f"udp.{rule.dport}=accept", decision.undo())
         return Fix("", self._in(key, decision.undo()))
 
-    def _route_fix(self, key: str, pkt: Packet) -> Fix:
+    def _no_route(self, key: str, pkt: Packet, entry: str) -> None:
+        """A route to add, or a container to connect to a network of the container it wants to reach. Which
+        network is said in the decision, not beside the command: a name with a newline in a comment would
+        end the comment."""
+        decision = f"no route to {pkt.dst}: the kernel answers 'Network is unreachable'"
+        native = self._in(key, shell_line("ip", "route", "add", pkt.dst, "via", "GATEWAY"))
         ctr = self.w.container(key)
-        owners = [self.w.container(k) for k, _ in self.w.owners(pkt.dst)]
-        if ctr and owners and owners[0]:
-            return Fix(f"vxray network connect NETWORK {ctr}  (a network {owners[0]} is on)",
-                       self._in(key, f"ip route add {pkt.dst} via GATEWAY"))  # fmt: skip
-        return Fix("", self._in(key, f"ip route add {pkt.dst} via GATEWAY"))
+        owner = next((self.w.container(k) for k, _ in self.w.owners(pkt.dst)), None)
+        if ctr and owner:
+            connect = Fix(shell_line("vxray", "network", "connect", "NETWORK", ctr), native)
+            self.fail(key, "route", entry, f"{decision}; {pkt.dst} is {owner}'s: connect {ctr} to a network "
+                      f"{owner} is on", connect)  # fmt: skip
+        else:
+            self.fail(key, "route", entry, decision, Fix("", native))
 
     def _mtu_fix(self, key: str, dev: Link, size: int) -> Fix | None:
         """Raise the MTU that is too small — never a container's or sandbox's above what its overlay
         carries: a packet bigger than that is too big for the path, and only a smaller one fits."""
         if not self.w.is_host_ns(key) and (cap := self.w.overlay_capacity(key, dev)) is not None and size > cap:
             return None
+        native = shell_line("ip", "link", "set", dev.name, "mtu", str(size))
         if self.w.is_host_ns(key):
-            return self._host_fix(key, f"mtu.{dev.name}={size}", f"ip link set {dev.name} mtu {size}")
+            return self._host_fix(key, f"mtu.{dev.name}={size}", native)
         net = self.w.network(key) or "NETWORK"
-        return Fix(f"vxray network repair {net}", self._in(key, f"ip link set {dev.name} mtu {size}"))
+        return Fix(shell_line("vxray", "network", "repair", net), self._in(key, native))
 
     # -- neighbours and ARP ------------------------------------------------------------------------
 
@@ -444,8 +454,8 @@ class _Sim:
         state = port.bridge_port.state if port.bridge_port else port.operstate
         net = self.w.network(key) if port.vxlan is not None else None  # up again, it has lost its ARP proxy's entries
         fix = Fix(
-            f"vxray network repair {shlex.quote(net)}" if net else "",
-            self._in(key, shlex.join(["ip", "link", "set", port.name, "up"])),
+            shell_line("vxray", "network", "repair", net) if net else "",
+            self._in(key, shell_line("ip", "link", "set", port.name, "up")),
         )
         self.fail(key, "bridge port", f"{port.name} state {state}", f"{port.name} is down: the bridge drops the frame",
                   fix)  # fmt: skip
@@ -537,8 +547,8 @@ class _Sim:
             right = next((lk.mac for _, lk in self.w.owners(n_ip) if lk.mac), None)
             ctr = self.w.container(n_key)
             fix = Fix(
-                f"vxray arp del {n_ip} --container {shlex.quote(ctr)}" if ctr else "",
-                self._in(n_key, shlex.join(["ip", "neigh", "del", n_ip, "dev", n_dev])),
+                shell_line("vxray", "arp", "del", n_ip, "--container", ctr) if ctr else "",
+                self._in(n_key, shell_line("ip", "neigh", "del", n_ip, "dev", n_dev)),
             )
             self.fail(key, "vxlan fdb", f"no entry for {frame.dst_mac} on {vx.name}",
                       f"{frame.dst_mac} is no device's MAC: the ARP entry {n_ip} lladdr {frame.dst_mac} in "
@@ -605,7 +615,7 @@ class _Sim:
             fix = None
             if listening:
                 net = self.w.network(listening[0][0]) or "NETWORK"
-                fix = Fix(f"vxray network repair {net}", f"re-create the device with id {pkt.vni}")
+                fix = Fix(shell_line("vxray", "network", "repair", net), f"re-create the device with id {pkt.vni}")
             self.fail(key, "vxlan", f"VNI {pkt.vni} on UDP {pkt.dport}; devices here: {have}",
                       f"{reason}: the packet is dropped", fix)  # fmt: skip
             return None
@@ -629,16 +639,17 @@ class _Sim:
         host = self.w.place(key).host
         if kind == "arp":
             owner = self.w.owners(what)
-            mac = owner[0][1].mac if owner else "MAC"
-            native = self._in(key, f"ip neigh replace {what} lladdr {mac} dev {dev} nud permanent")
+            mac = (owner[0][1].mac if owner else None) or "MAC"
+            native = self._in(key, shell_line("ip", "neigh", "replace", what, "lladdr", mac, "dev", dev, "nud",
+                                              "permanent"))  # fmt: skip
         else:
             owner_keys = [k for k, _ in self.w.macs.get(what, [])]
             vtep = self._vtep_of(owner_keys[0]) if owner_keys else None
-            native = self._in(key, f"bridge fdb replace {what} dev {dev} dst {vtep or 'VTEP'}")
+            native = self._in(key, shell_line("bridge", "fdb", "replace", what, "dev", dev, "dst", vtep or "VTEP"))
             if net and vtep:
-                on = f" --host {host}" if len(self.w.labels.host_netns) > 1 else ""
-                return Fix(f"vxray fdb add {what} --network {net} dst {vtep}{on}", native)
-        return Fix(f"vxray fdb sync {net or 'NETWORK'}", native)
+                on = ("--host", host) if len(self.w.labels.host_netns) > 1 else ()
+                return Fix(shell_line("vxray", "fdb", "add", what, "--network", net, "dst", vtep, *on), native)
+        return Fix(shell_line("vxray", "fdb", "sync", net or "NETWORK"), native)
 
     def _vtep_of(self, key: str) -> str | None:
         """The VTEP of the host a namespace belongs to: where a VXLAN device there sends from."""

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from backend.errors import VxrayError
 from backend.model import FdbEntry, HostSnapshot, Labels, Link, LinkRef, Namespace, Neighbour, Route
 from backend.netns import RUN_NETNS
+from backend.shellwords import shell_line
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 ZERO_MAC = "00:00:00:00:00:00"
@@ -207,26 +207,28 @@ class World:
         return [(k, lk) for k, lk, _ in self.addresses.get(ip, ())]
 
     def command_in(self, key: str, command: str) -> str:
-        """``command`` as an operator runs it in namespace ``key``, on that namespace's machine: in the
-        machine's own namespace as it is, in a named one through ``ip netns exec``, in any other (Docker's
-        sandboxes and containers) through ``nsenter`` on its bind mount or a process in it. Namespaces read
-        from several machines (``HOST:name``) say which machine (``on dh2: …``)."""
+        """``command`` (its words quoted already: ``shell_line``) as an operator runs it in namespace ``key``,
+        on that namespace's machine: in the machine's own namespace as it is, in a named one through ``ip
+        netns exec``, in any other (Docker's sandboxes and containers) through ``nsenter`` on its bind mount
+        or a process in it. Namespaces read from several machines (``HOST:name``) say which machine (``on
+        dh2: …``). The namespace's name is quoted too: the kernel takes ``qa;id`` for one."""
         place = self.places[key]
         ns = place.ns
         prefixed = ns.name.startswith(f"{place.host}:")
         local = ns.name[len(place.host) + 1 :] if prefixed else ns.name
         named = next((p for p in ns.paths if p.startswith(f"{RUN_NETNS}/")), None)
         if ns.kind == "host" or local == "host":
-            prefix = ""
+            enter: tuple[str, ...] = ()
         elif named is not None:
-            prefix = f"ip netns exec {shlex.quote(os.path.basename(named))} "
+            enter = ("ip", "netns", "exec", os.path.basename(named))
         elif ns.paths:
-            prefix = f"nsenter --net={shlex.quote(ns.paths[0])} "
+            enter = ("nsenter", f"--net={ns.paths[0]}")
         elif ns.pids:
-            prefix = f"nsenter -t {ns.pids[0]} -n "
+            enter = ("nsenter", "-t", str(ns.pids[0]), "-n")
         else:
-            prefix = f"ip netns exec {shlex.quote(local)} "
-        return f"on {place.host}: {prefix}{command}" if prefixed else f"{prefix}{command}"
+            enter = ("ip", "netns", "exec", local)
+        line = f"{shell_line(*enter)} {command}" if enter else command
+        return f"on {shell_line(place.host)}: {line}" if prefixed else line
 
     def container(self, key: str) -> str | None:
         """The container a namespace is: the store's name for it, else Docker's."""

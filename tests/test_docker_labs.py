@@ -120,7 +120,7 @@ def _files(name: str, home: Path) -> list[str]:
     machines += [(r.name, Scope(host_netns=f"{name}.{r.name}"), "none") for r in spec.routers]
     for host, scope, url in machines:
         path = home / f"{host}.json"
-        path.write_text(codec.dumps(collect(scope, docker=url)))
+        path.write_bytes(codec.dumps(collect(scope, docker=url)))
         flags += ["-H", f"{host}=file://{path}"]
     return flags
 

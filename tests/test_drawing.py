@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,8 +15,8 @@ VIEW = Path(__file__).parent / "fixtures" / "overlay-static.view.json"
 
 
 def _saved() -> tuple[object, Labels]:
-    data = json.loads(VIEW.read_text())
-    return codec.loads(json.dumps(data["snapshot"])), Labels(**data["labels"])
+    view = codec.load_view(VIEW.read_bytes(), str(VIEW))
+    return view.snapshot, view.labels
 
 
 def _text(lines: list) -> list[str]:

@@ -1,4 +1,4 @@
-"""The back end and the diagnostics never pull in a UI toolkit."""
+"""The back end and the diagnostics never pull in a UI toolkit, and a command imports what it uses."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UI = ("textual", "prompt_toolkit", "rich")
+VIEW = os.path.join(ROOT, "tests", "fixtures", "overlay-static.view.json")
 
 
 def test_backend_and_diagnostics_import_no_ui_toolkit() -> None:
-    modules = [
-        f"{pkg}.{m.name}" for pkg in ("backend", "diagnostics") for m in pkgutil.iter_modules([os.path.join(ROOT, pkg)])
-    ]
+    modules = [m.name for pkg in ("backend", "diagnostics")
+               for m in pkgutil.walk_packages([os.path.join(ROOT, pkg)], prefix=f"{pkg}.")]  # fmt: skip
+    assert "backend.lab.runner" in modules and "backend.store.registry" in modules  # subpackages too
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"
@@ -22,3 +23,17 @@ def test_backend_and_diagnostics_import_no_ui_toolkit() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert proc.stdout.strip() == ""
+
+
+def _imported(*argv: str) -> set[str]:
+    """Every module ``vxray ARGV`` imports, as ``python -X importtime`` reports them."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "tui.cli", *argv], capture_output=True,
+                          text=True, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_snapshot_command_starts_without_the_ui_or_the_diagnostics() -> None:
+    modules = _imported("snapshot", "--load", VIEW, "--json")
+    assert "backend.codec" in modules
+    assert not {m for m in modules if m.split(".")[0] in (*UI, "diagnostics")}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,7 +9,6 @@ import pytest
 
 from backend import codec
 from backend.merge import merge
-from backend.model import Labels
 from backend.protocol import PROTOCOL, Hello, ProtocolError, changes_state, parse_hello, parse_request, refusal
 from diagnostics.world import World
 
@@ -48,8 +46,8 @@ def test_greetings_and_requests_parse_or_fail_in_one_line() -> None:
 
 
 def test_two_machines_merge_without_collisions_and_keep_their_veths_apart() -> None:
-    data = json.loads(VIEW.read_text())
-    snap, labels = codec.loads(json.dumps(data["snapshot"])), Labels(**data["labels"])
+    view = codec.load_view(VIEW.read_bytes(), str(VIEW))
+    snap, labels = view.snapshot, view.labels
     merged, merged_labels = merge([("a", snap, labels, "host"), ("b", replace(snap, host="b"), labels, "host")])
     names = [ns.name for ns in merged.namespaces]
     assert len(names) == len(set(names)) == 2 * len(snap.namespaces)

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from backend.lab import runner
+from backend import codec
+from backend.collect import collect
+from backend.lab import engines, runner
+from backend.observe import engine_scope
 from tui.cli import main
 
 from conftest import Lab, have, sh
@@ -55,6 +58,16 @@ def _has_8021q(lab: Lab) -> bool:
               check=False).returncode == 0  # fmt: skip
 
 
+def _every_snapshot_round_trips(name: str) -> None:
+    """Each host's snapshot survives ``vxray snapshot --json`` and ``--load`` exactly: a file attached to a ticket
+    is the host as it was, down to the last counter and flag."""
+    ctx = runner.context(name)
+    for host in ctx.store.hosts():
+        engine = bool(host.netns) and engines.runs_engine(host.netns or "")
+        snap = collect(*(engine_scope(host.netns or "") if engine else (ctx.host(host.name).scope(), "none")))
+        assert snap.namespaces and codec.loads(codec.dumps(snap), host.name) == snap, host.name
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
@@ -81,6 +94,7 @@ def test_scenario_matrix_before_and_after_its_fix(scenario: str, lab: Lab, home:
     name = f"{lab.prefix}{len(scenario)}"
     assert main(["lab", "up", scenario, "--name", name]) == 0
     spec = runner.built(name)
+    _every_snapshot_round_trips(name)
     assert _reaching(runner.status(name)["reachability"]) == set(before.split())
     if after is None:
         assert runner.check(name) == [], "a scenario without a fix is solved as built"

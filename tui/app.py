@@ -112,7 +112,7 @@ class Confirm(ModalScreen[bool]):
         self.question = question
 
     def compose(self) -> ComposeResult:
-        yield Label(f"{self.question}\n\n[y] yes   [n] no", id="question")
+        yield Label(Text(f"{self.question}\n\n[y] yes   [n] no"), id="question")  # as written: no markup
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
@@ -269,8 +269,12 @@ class VxrayApp(App[None]):
         flags = [*self.source.flags, *(["--read-only"] if self.read_only else [])]
         if self.source.follow is not None and (on or self.host):
             flags += ["--on", on or self.host or ""]  # several machines: a command runs on one of them
-        proc = subprocess.run([sys.executable, "-m", "tui.cli", *flags, *shlex.split(line)], capture_output=True,
-                              text=True)  # fmt: skip
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:  # an unclosed quote: said as the shell says it, and the app goes on
+            self.post_message(CommandFinished(line, 2, f"vxray: cannot parse the line: {exc}"))
+            return
+        proc = subprocess.run([sys.executable, "-m", "tui.cli", *flags, *words], capture_output=True, text=True)
         self.post_message(CommandFinished(line, proc.returncode, (proc.stdout + proc.stderr).rstrip()))
 
     # -- events ------------------------------------------------------------------------------------
@@ -384,7 +388,7 @@ class VxrayApp(App[None]):
         if 0 <= event.cursor_row < len(self.findings):
             f = self.findings[event.cursor_row]
             fix = f"\nfix: {f.fix.vxray}" if f.fix and f.fix.vxray else ""
-            self.query_one("#evidence", Static).update("\n".join(f.evidence) + fix)
+            self.query_one("#evidence", Static).update(Text("\n".join(f.evidence) + fix))  # no markup: `a[b]` as is
 
     # -- rendering ---------------------------------------------------------------------------------
 
@@ -584,7 +588,7 @@ class VxrayApp(App[None]):
         if step is None or step.fix is None or not step.fix.vxray.startswith("vxray "):
             self.log_line("no fix to apply")
             return
-        command = step.fix.vxray.removeprefix("vxray ").split("  (")[0]
+        command = step.fix.vxray.removeprefix("vxray ")  # its words quoted: run_command reads them back as they were
 
         def answered(yes: bool | None) -> None:
             if yes:

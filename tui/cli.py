@@ -14,7 +14,7 @@ from dataclasses import asdict, is_dataclass
 from typing import TYPE_CHECKING, Any
 
 from backend import codec
-from backend.errors import VxrayError
+from backend.errors import VxrayError, one_line
 from backend.protocol import read_only_refusal
 from tui import remote_cli
 from tui.grammar import UsageError, keywords, parser
@@ -46,21 +46,24 @@ def _snapshot(args: argparse.Namespace) -> int:
     from tui.summary import snapshot_lines
 
     if args.load:
-        try:
-            with open(args.load) as f:
-                snap = codec.loads(f.read())
-        except OSError as exc:
-            raise VxrayError(f"cannot read {args.load}: {exc.strerror}") from None
+        snap = codec.load_view(codec.read_file(args.load), args.load).snapshot  # a snapshot, or a saved view
     else:
         from backend.collect import collect
         from backend.netns import Scope
 
         snap = collect(Scope(args.host_netns, tuple(args.netns), tuple(args.netns_dir)), docker=args.docker)
     if args.json:
-        print(codec.dumps(snap))
+        _write_json(codec.dumps(snap))
     else:
         print("\n".join(snapshot_lines(snap, args.limit, args.all)))
     return 0
+
+
+def _write_json(data: bytes) -> None:
+    """Bytes straight to stdout: an 8 MB snapshot is not decoded to ``str`` only to be encoded again."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data + b"\n")
+    sys.stdout.buffer.flush()
 
 
 DEMO = "overlay-static"
@@ -104,13 +107,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _context(args: argparse.Namespace) -> Any:
     """The store to act on: --store, else $VXRAY_STORE, else the current lab's, else the default file."""
-    import os
-
     from backend.lab import runner
     from backend.ops.context import Context
-    from backend.store.registry import open_store
+    from backend.store.registry import chosen, open_store
 
-    if not args.store and not os.environ.get("VXRAY_STORE") and (lab := runner.current()):
+    if chosen(args.store) is None and (lab := runner.current()):
         return runner.context(lab)
     return Context(open_store(args.store, args.store_token))
 
@@ -255,18 +256,17 @@ def _host(args: argparse.Namespace) -> int:
 
 def _current(args: argparse.Namespace) -> tuple[Any, str | None]:
     """The context to act on and, when it is a lab, the namespace joining its hosts (its underlay)."""
-    import os
-
     from backend.lab import runner
+    from backend.store.registry import chosen
 
-    lab = None if args.store or os.environ.get("VXRAY_STORE") else runner.current()
+    lab = None if chosen(args.store) else runner.current()
     return _context(args), (f"{lab}.ul" if lab else None)
 
 
 def _store_args(args: argparse.Namespace) -> list[str]:
     """The global flags as given, to pass on (to the shell's commands, to the app's source, to an agent's
     operations): the store, the machines (``--host``, ``--on``) and ``--read-only``."""
-    return [*(["--store", args.store] if args.store else []),
+    return [*(["--store", args.store] if args.store is not None else []),
             *(["--store-token", args.store_token] if args.store_token else []),
             *(f for r in args.remotes for f in ("--host", r)), *(["--on", args.on] if args.on else []),
             *(["--read-only"] if args.read_only else [])]  # fmt: skip
@@ -444,14 +444,13 @@ def _port(args: argparse.Namespace) -> int:
 
 
 def _app(args: argparse.Namespace) -> int:
-    import os
-
     from backend import inventory
     from backend.lab import runner
+    from backend.store import registry
     from tui.app import VxrayApp
     from tui.source import from_file, live
 
-    chosen = args.load or args.store or os.environ.get("VXRAY_STORE") or runner.current()
+    chosen = args.load or registry.chosen(args.store) or runner.current()
     saved = [] if chosen else remote_cli.known(inventory.load())
     if saved:  # no lab, no store given: the machines saved with `vxray hosts add` (and discovered) are what it opens
         args.remotes = ["all"]
@@ -477,7 +476,7 @@ def _journaled(args: argparse.Namespace, command: list[str]) -> int:
     try:
         status = COMMANDS[args.command](args)
     except VxrayError as exc:
-        print(f"vxray: {exc}", file=sys.stderr)
+        print(f"vxray: {one_line(exc)}", file=sys.stderr)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -506,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _journaled(args, command)
         return COMMANDS[args.command](args)
     except VxrayError as exc:
-        print(f"vxray: {exc}", file=sys.stderr)
+        print(f"vxray: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -18,22 +18,26 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 from backend import codec, inventory
-from backend.errors import VxrayError
+from backend.errors import VxrayError, one_line
 from backend.fleet import Fleet
 from backend.model import HostSnapshot, Labels
 from backend.protocol import PROTOCOL, RUNNABLE, Hello, read_only_refusal
 from backend.remote import Machine, SshMachine, machine, parse
-from diagnostics.doctor import Desired
-from diagnostics.trace import Trace
-from diagnostics.world import World
+
+if TYPE_CHECKING:  # the diagnostics load where a command reasons: `vxray snapshot` starts without them
+    from diagnostics.doctor import Desired
+    from diagnostics.trace import Trace
+    from diagnostics.world import World
 
 READERS = {"snapshot", "trace", "doctor", "app"}  # read every --host; the rest run on one
 
 
 def vxray_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # slow to import; only the agent's hello needs it
+
     try:
         return version("vxray")
     except PackageNotFoundError:
@@ -54,7 +58,18 @@ def _discovered(inv: inventory.Inventory) -> list[inventory.Entry]:
         print(f"vxray: no discovery: the inventory's store cannot be read: {exc}", file=sys.stderr)
         return []
     saved = {h.name for h in inv.hosts}
-    return [inventory.Entry(a.name, a.ssh, "consul") for a in found if a.name not in saved]
+    return [inventory.Entry(a.name, a.ssh, "consul") for a in found if a.name not in saved and _offered(a.name, a.ssh)]
+
+
+def _offered(name: str, url: str) -> bool:
+    """Whether an agent's record in the store (anyone who can write there wrote it) names a machine vxray may
+    reach; one that does not is left out with a line saying why, so it cannot stop the others being read."""
+    try:
+        inventory.check_entry(name, url)
+    except VxrayError as exc:
+        print(f"vxray: the store's agent {name!r} is left out: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def known(inv: inventory.Inventory) -> list[inventory.Entry]:
@@ -74,7 +89,7 @@ def machines(args: argparse.Namespace) -> list[Machine]:
                 raise VxrayError(f"--host all: no machine saved in {inventory.path()} and none discovered")
         elif "://" in word and "=" in word.split("://")[0]:  # NAME=URL: named without saving it
             name, url = word.split("=", 1)
-            parse(url)
+            inventory.check_entry(name, url)
             picked = [(name, url)]
         elif "://" in word:
             address = parse(word)
@@ -124,11 +139,15 @@ def _read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
         return 0
     snap, labels = Fleet(ms).read_once()
     for name, why in labels.offline.items():
-        print(f"vxray: {name} is offline: {why}", file=sys.stderr)
+        print(f"vxray: {name} is offline: {one_line(why)}", file=sys.stderr)
     if args.command == "snapshot":
         from tui.summary import snapshot_lines
 
-        print(codec.dumps(snap) if args.json else "\n".join(snapshot_lines(snap, args.limit, args.all)))
+        if args.json:
+            sys.stdout.flush()
+            sys.stdout.buffer.write(codec.dumps(snap) + b"\n")
+        else:
+            print("\n".join(snapshot_lines(snap, args.limit, args.all)))
         return 0
     world = World([snap], labels)
     if args.command == "doctor":
@@ -304,22 +323,24 @@ def agent(args: argparse.Namespace) -> int:
 
 def _register(args: argparse.Namespace, name: str) -> None:
     """In a consul store, say how this machine is reached (from the SSH connection it was started over)."""
-    store_url = args.store or os.environ.get("VXRAY_STORE") or ""
+    from backend.store.registry import chosen, open_store
+
+    where = chosen(args.store)
     conn = os.environ.get("SSH_CONNECTION", "").split()
-    if not store_url.startswith("consul://") or len(conn) != 4:
+    if where is None or where.scheme != "consul" or len(conn) != 4:
         return
     from backend.records import AgentRecord
-    from backend.store.registry import open_store
 
     user = os.environ.get("USER") or "root"
     port = "" if conn[3] == "22" else f":{conn[3]}"
     try:
-        store = open_store(store_url, args.store_token)
+        url = parse(f"ssh://{user}@{conn[2]}{port}").url  # what clients will connect to: checked as theirs will be
+        store = open_store(where.url, args.store_token)
         vtep = next((h.vtep for h in store.hosts() if h.name == name), None)
-        store.register_agent(AgentRecord(name, f"ssh://{user}@{conn[2]}{port}", vtep, time.time()))
+        store.register_agent(AgentRecord(name, url, vtep, time.time()))
         store.close()
     except VxrayError as exc:
-        print(f"vxray agent: not registered in {store_url}: {exc}", file=sys.stderr)
+        print(f"vxray agent: not registered in {where.url}: {exc}", file=sys.stderr)
 
 
 def hosts(args: argparse.Namespace) -> int:

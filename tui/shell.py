@@ -24,7 +24,9 @@ from prompt_toolkit.input import Input
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.output import Output
 
-from backend.errors import VxrayError
+from backend import env
+from backend.errors import VxrayError, one_line
+from backend.shellwords import shell_line
 from tui import cli
 from tui.completer import SHELL_COMMANDS, VxrayCompleter
 from tui.examples import EXAMPLES
@@ -37,10 +39,8 @@ DESTRUCTIVE = {("network", "rm"), ("lab", "down"), ("container", "rm"), ("host",
 
 def history_path() -> str:
     """One history per user: $VXRAY_HISTORY, else $XDG_STATE_HOME/vxray/history."""
-    if os.environ.get("VXRAY_HISTORY"):
-        return os.environ["VXRAY_HISTORY"]
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(state, "vxray", "history")
+    return env.path("VXRAY_HISTORY", os.path.join(state, "vxray", "history"))
 
 
 @dataclass
@@ -98,8 +98,8 @@ class Shell:
         if tuple(words[:2]) in DESTRUCTIVE:
             asked = "--yes" in words
             words = [w for w in words if w != "--yes"]
-            if not (asked or self.yes or self.confirm(f"{' '.join(words)}: are you sure? [y/N] ")):
-                print(f"vxray: not confirmed: {' '.join(words)} (add --yes)", file=sys.stderr)
+            if not (asked or self.yes or self.confirm(f"{shell_line(*words)}: are you sure? [y/N] ")):
+                print(f"vxray: not confirmed: {shell_line(*words)} (add --yes)", file=sys.stderr)
                 return 1
         if self.host and "--host" not in words and self._takes_host(words):
             words += ["--host", self.host]
@@ -166,7 +166,7 @@ def run_script(sh: Shell, lines: Iterable[str], source: str, keep_going: bool) -
         except EOFError:
             break
         except VxrayError as exc:
-            print(f"vxray: {exc}", file=sys.stderr)
+            print(f"vxray: {one_line(exc)}", file=sys.stderr)
             code = 2
         if code:
             status = code
@@ -194,10 +194,16 @@ def _bindings(completer: VxrayCompleter) -> KeyBindings:
 
 def interactive(sh: Shell, input: Input | None = None, output: Output | None = None) -> int:
     completer = VxrayCompleter(lambda: sh.vocabulary, lambda: sh.host)
-    os.makedirs(os.path.dirname(history_path()) or ".", exist_ok=True)
+    history = history_path()
+    try:  # now, not at the first line typed, where prompt_toolkit would fail with a traceback
+        os.makedirs(os.path.dirname(history) or ".", exist_ok=True)
+        with open(history, "ab"):
+            pass
+    except OSError as exc:
+        raise VxrayError(f"cannot write the shell history {history}: {exc.strerror}") from None
     known = {*completer.commands, *SHELL_COMMANDS, "quit", "?"}
     session: PromptSession[str] = PromptSession(
-        history=FileHistory(history_path()), completer=completer, lexer=CommandLexer(lambda: known),
+        history=FileHistory(history), completer=completer, lexer=CommandLexer(lambda: known),
         style=STYLE, key_bindings=_bindings(completer), complete_while_typing=False, input=input, output=output,
         bottom_toolbar=lambda: first_problem(session.default_buffer.text) or "",
     )  # fmt: skip
@@ -217,7 +223,7 @@ def interactive(sh: Shell, input: Input | None = None, output: Output | None = N
         except EOFError:
             return 0
         except VxrayError as exc:
-            print(f"vxray: {exc}", file=sys.stderr)
+            print(f"vxray: {one_line(exc)}", file=sys.stderr)
         except Exception as exc:  # noqa: BLE001 - a bug must not end the operator's session
             print(f"vxray: internal error: {type(exc).__name__}: {exc} (please report it)", file=sys.stderr)
         sh.refresh()

@@ -7,14 +7,12 @@ kernel, and an operator can open what a colleague captured.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from backend import codec
-from backend.errors import VxrayError
 from backend.fleet import Fleet
 from backend.model import HostSnapshot, Labels
 from backend.netns import Scope
@@ -77,15 +75,10 @@ def live(store_args: list[str]) -> Source:
 
 
 def save(path: str, snap: HostSnapshot, labels: Labels) -> None:
-    with open(path, "w") as f:
-        json.dump({"snapshot": json.loads(codec.dumps(snap)), "labels": asdict(labels)}, f, indent=1)
+    with open(path, "wb") as f:
+        f.write(codec.dump_view(codec.View(snap, labels)))
 
 
 def from_file(path: str) -> Source:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-        snap, labels = codec.loads(json.dumps(data["snapshot"])), Labels(**data["labels"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise VxrayError(f"cannot read a saved view from {path}: {exc}") from None
-    return Source(lambda *_: (snap, labels), None, os.path.basename(path))
+    view = codec.load_view(codec.read_file(path), path)
+    return Source(lambda *_: (view.snapshot, view.labels), None, os.path.basename(path))

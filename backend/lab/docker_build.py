@@ -18,6 +18,7 @@ from backend.errors import VxrayError
 from backend.lab import engines
 from backend.lab.engines import Engine, Running
 from backend.lab.spec import FaultSpec, LabSpec
+from backend.shellwords import shell_line
 
 
 def engines_of(spec: LabSpec, data_dir: str) -> list[Engine]:
@@ -86,7 +87,7 @@ def _in(netns: str, *argv: str) -> None:
     enter = ["nsenter", f"--net={netns}"] if netns.startswith("/") else ["ip", "netns", "exec", netns]
     proc = subprocess.run([*enter, *argv], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise VxrayError(f"{' '.join(argv)} in {netns}: {proc.stderr.strip() or proc.returncode}")
+        raise VxrayError(f"{shell_line(*argv)} in {netns}: {proc.stderr.strip() or proc.returncode}")
 
 
 def _sandbox(engine: Engine, network: str) -> str:

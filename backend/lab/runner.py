@@ -24,27 +24,30 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from backend import namedns, nsenter
+from backend import env, namedns, nsenter, tomlfile
 from backend.errors import NeedRoot, VxrayError
 from backend.lab import docker_build, engines
+from backend.lab import spec as lab_spec
 from backend.lab.spec import Attachment, ContainerSpec, FaultSpec, HostSpec, LabSpec, NetworkSpec, dump, parse
 from backend.netns import RUN_NETNS
 from backend.ops import containers, entries, hostops, networks, ports
 from backend.ops.context import Context
 from backend.ops.sandbox import set_vni
 from backend.records import ContainerRecord, Endpoint, NetworkRecord
+from backend.shellwords import shell_line
 from backend.store.embedded import EmbeddedKV
 from backend.store.registry import Registry
 
-DOCKER_ONLY = ("proxy-arp-remove", "link-down", "wrong-arp", "port-accept-remove")
-_LAB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,23}$")
-
 
 def home() -> str:
-    return os.environ.get("VXRAY_HOME", "/var/lib/vxray")
+    return env.path("VXRAY_HOME", "/var/lib/vxray", directory=True)
 
 
 def lab_dir(name: str) -> str:
+    """Where lab ``name`` keeps its state; a name that is not a lab's (``..``, ``a/b``) never becomes a path that
+    ``down`` would remove."""
+    if not lab_spec.LAB_NAME.match(name):
+        raise VxrayError(f"invalid lab name {name!r}: {lab_spec.LAB_NAME_RULE}")
     return os.path.join(home(), "labs", name)
 
 
@@ -56,19 +59,17 @@ def builtin_names() -> list[str]:
 def load(name_or_file: str, rename: str | None = None) -> tuple[LabSpec, str]:
     """A built-in scenario by name, or a topology file; (spec, its text)."""
     if os.path.exists(name_or_file):
-        with open(name_or_file) as f:
-            text, source = f.read(), name_or_file
+        text, source = tomlfile.read(name_or_file, "lab file"), name_or_file
     elif name_or_file in builtin_names():
         text = resources.files("backend.lab").joinpath("scenarios", f"{name_or_file}.toml").read_text()
         source = f"{name_or_file}.toml"
     else:
         raise VxrayError(f"no lab file or built-in scenario named {name_or_file!r} (see `vxray lab ls --builtin`)")
-    if rename:
+    if rename is not None:
+        if not lab_spec.LAB_NAME.match(rename):  # before it is written into the file's text
+            raise VxrayError(f"invalid lab name {rename!r} (--name): {lab_spec.LAB_NAME_RULE}")
         text = re.sub(r'(?m)^(\s*name\s*=\s*)"[^"]*"', rf'\g<1>"{rename}"', text, count=1)
-    spec = parse(text, source)
-    if not _LAB_NAME.match(spec.name):
-        raise VxrayError(f"invalid lab name {spec.name!r}: letters, digits, '_', '-' (at most 24)")
-    return spec, text
+    return parse(text, source), text
 
 
 def context(name: str) -> Context:
@@ -82,10 +83,10 @@ def current() -> str | None:
     """The lab later commands act on (set by ``lab up``), if it is still up."""
     try:
         with open(os.path.join(home(), "current")) as f:
-            name = f.read().strip()
-    except FileNotFoundError:
+            name = f.read(100).strip()
+    except (OSError, UnicodeDecodeError):  # none yet, or not one vxray wrote
         return None
-    return name if os.path.isdir(lab_dir(name)) else None
+    return name if lab_spec.LAB_NAME.match(name) and os.path.isdir(lab_dir(name)) else None
 
 
 def use(name: str) -> None:
@@ -99,7 +100,7 @@ def up(spec: LabSpec, text: str) -> Context:
     if os.geteuid() != 0:
         raise NeedRoot("to build a lab")
     if os.path.isdir(lab_dir(spec.name)) or _namespaces(spec.name):
-        raise VxrayError(f"lab {spec.name} is already up (`vxray lab down {spec.name}` first)")
+        raise VxrayError(f"lab {spec.name} is already up (`{shell_line('vxray', 'lab', 'down', spec.name)}` first)")
     try:
         os.makedirs(lab_dir(spec.name))
         with open(os.path.join(lab_dir(spec.name), "lab.toml"), "w") as f:
@@ -108,6 +109,9 @@ def up(spec: LabSpec, text: str) -> Context:
         _build(spec, ctx)
     except BaseException as exc:
         down(spec.name)
+        if isinstance(exc, OSError):  # $VXRAY_HOME not writable, /proc read-only …: the path and why
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise VxrayError(f"lab {spec.name} failed to build and was removed: {where}{exc.strerror or exc}") from None
         if isinstance(exc, VxrayError):
             raise VxrayError(f"lab {spec.name} failed to build and was removed: {exc}") from None
         raise
@@ -200,7 +204,7 @@ def inject(ctx: Context, fault: FaultSpec) -> None:
         entries.fdb(ctx, "del", ep.mac, vtep, network=fault.network, host=fault.host)
         if fault.kind == "stale-fdb":
             entries.fdb(ctx, "add", ep.mac, fault.dst or "", network=fault.network, host=fault.host)
-    elif fault.kind in DOCKER_ONLY:
+    elif fault.kind in lab_spec.DOCKER_ONLY:
         raise VxrayError(f'fault {fault.kind} is injected only into Docker hosts (engine = "docker")')
     elif fault.kind == "wrong-vni":
         set_vni(ctx.host(fault.host), ctx.network(fault.network or ""), fault.vni or 0)

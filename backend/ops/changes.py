@@ -7,7 +7,6 @@ in the same netlink requests, in a named namespace or a bind-mounted one (Docker
 from __future__ import annotations
 
 import errno
-import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +14,7 @@ from pyroute2 import NetlinkError
 
 from backend.errors import VxrayError
 from backend.hosts import Host, index_of
+from backend.shellwords import shell_line
 
 NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
 NTF_SELF = 0x02  # the VXLAN device's own table, where dst lives (not the bridge's: that is "master")
@@ -49,7 +49,7 @@ class Change:
             words = ["ip", "neigh", "del", self.ip or "", "dev", self.dev]
         else:
             words = ["ip", "neigh", self.action, self.ip or "", "lladdr", self.mac, "dev", self.dev, "nud", "permanent"]
-        return shlex.join([*where, *words])
+        return shell_line(*where, *words)
 
     def as_dict(self) -> dict[str, Any]:
         return {"host": self.host, "netns": self.netns, "kind": self.kind, "action": self.action, "mac": self.mac,

@@ -21,6 +21,7 @@ from backend.ops.context import Context
 from backend.ops.rules import Rules
 from backend.ops.txn import Undo
 from backend.records import HostRecord
+from backend.shellwords import shell_line
 
 SETTINGS = ("ip_forward=0|1", "rp_filter=0|1|2", "forward_policy=ACCEPT|DROP", "udp.PORT=drop|accept", "mtu.DEV=N")
 
@@ -119,22 +120,23 @@ def _apply(h: Host, kind: str, arg: str, value: str | int, undo: Undo) -> str | 
             return None
         h.call_in(lambda: _write(path, str(value)))
         undo.push(lambda: h.call_in(lambda: _write(path, old)))
-        return f"sysctl -w net.ipv4.{'ip_forward' if arg == 'ip_forward' else 'conf.all.rp_filter'}={value}"
+        key = "ip_forward" if arg == "ip_forward" else "conf.all.rp_filter"
+        return shell_line("sysctl", "-w", f"net.ipv4.{key}={value}")
     rules = Rules(h, undo)
     if kind == "policy":
         if rules.policy("filter", arg) == value:
             return None
         rules.set_policy("filter", arg, str(value))
-        return f"{rules.cmd} -P {arg} {value}"
+        return shell_line(rules.cmd, "-P", arg, str(value))
     if kind == "udp":
         spec = _drop_rule(int(arg))
         if (value == "drop") == rules.exists("filter", "INPUT", spec):
             return None
         if value == "drop":
             rules.add("filter", "INPUT", spec, insert=True)
-            return f"{rules.cmd} -I INPUT {' '.join(spec)}"
+            return shell_line(rules.cmd, "-I", "INPUT", *spec)
         rules.delete("filter", "INPUT", spec)
-        return f"{rules.cmd} -D INPUT {' '.join(spec)}"
+        return shell_line(rules.cmd, "-D", "INPUT", *spec)
     with h.ipr() as ipr:
         idx = index_of(ipr, arg, f"host {h.name}")
         old = ipr.get_links(idx)[0].get("mtu")
@@ -142,7 +144,7 @@ def _apply(h: Host, kind: str, arg: str, value: str | int, undo: Undo) -> str | 
             return None
         ipr.link("set", index=idx, mtu=value)
         undo.push(lambda: _set_mtu(h, arg, old))
-    return f"ip link set {arg} mtu {value}"
+    return shell_line("ip", "link", "set", arg, "mtu", str(value))
 
 
 def _set_mtu(h: Host, ifname: str, mtu: int) -> None:

@@ -15,6 +15,7 @@ from backend.hosts import Host
 from backend.iptables import KEPT_TABLES
 from backend.netfilter import legacy_table_names, nft_table_names
 from backend.ops.txn import Undo
+from backend.shellwords import shell_line
 
 
 def iptables_for(host: Host) -> str:
@@ -37,7 +38,7 @@ class Rules:
     def _ipt(self, *args: str, check: bool = True) -> bool:
         proc = self.host.run([self.cmd, "-w", *args])
         if check and proc.returncode != 0:
-            raise VxrayError(f"{self.cmd} {' '.join(args)} failed on host {self.host.name}: {proc.stderr.strip()}")
+            raise VxrayError(f"{shell_line(self.cmd, *args)} failed on host {self.host.name}: {proc.stderr.strip()}")
         return proc.returncode == 0
 
     def exists(self, table: str, chain: str, spec: Sequence[str]) -> bool:

@@ -17,6 +17,7 @@ from backend.hosts import Host, index_of, kernel_error
 from backend.ops.txn import Undo
 from backend.records import NetworkRecord
 from backend.rtnl import read_links
+from backend.shellwords import shell_line
 
 VXLAN_PORT = 4789
 SANDBOX_BRIDGE, SANDBOX_VXLAN = "br0", "vxlan1"
@@ -56,7 +57,9 @@ def ensure_sandbox(h: Host, rec: NetworkRecord, undo: Undo) -> str:
 def _underlay_index(h: Host) -> int:
     vtep = h.record.vtep
     if not vtep:
-        raise VxrayError(f"host {h.name} has no VTEP address: `vxray host add {h.name} --vtep IP`")
+        raise VxrayError(
+            f"host {h.name} has no VTEP address: `{shell_line('vxray', 'host', 'add', h.name, '--vtep', 'IP')}`"
+        )
     with h.ipr() as ipr:
         underlay = next((a.get("index") for a in ipr.get_addr(address=vtep)), None)
     if underlay is None:

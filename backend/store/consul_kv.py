@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 import consul
 import requests
@@ -21,13 +20,11 @@ T = TypeVar("T")
 
 
 class ConsulKV(KV):
-    def __init__(self, url: str, token: str | None = None) -> None:
-        parts = urlsplit(url)
-        if parts.scheme != "consul" or not parts.hostname:
-            raise VxrayError(f"invalid store URL {url!r}: expected consul://HOST[:PORT][/prefix]")
+    def __init__(self, url: str, host: str, port: int, prefix: str, token: str | None = None) -> None:
+        """The parts of ``url`` as ``registry.parse_url`` checked them (an IPv6 ``host`` without brackets)."""
         self.url = url
-        self.prefix = (parts.path.strip("/") or "vxray") + "/"
-        self.client = consul.Consul(host=parts.hostname, port=parts.port or 8500, token=token)
+        self.prefix = prefix + "/"
+        self.client = consul.Consul(host=f"[{host}]" if ":" in host else host, port=port, token=token)
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:

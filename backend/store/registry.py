@@ -11,10 +11,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from dataclasses import asdict
+import re
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from backend.codec import from_data
+from backend import env, urls
+from backend.codec import decode, encode
 from backend.errors import VxrayError
 from backend.records import AgentRecord, ContainerRecord, Endpoint, HostRecord, NetworkRecord
 from backend.store.consul_kv import ConsulKV
@@ -27,14 +29,66 @@ FIRST_VNI = 256  # Docker's overlay driver starts here too
 SUBNETS = "alloc/subnets"
 
 
+@dataclass(frozen=True)
+class StoreURL:
+    """A store URL's parts, checked: a file's absolute path, or a consul agent and the key prefix under it."""
+
+    url: str
+    scheme: str  # file | consul
+    path: str = ""
+    host: str = ""
+    port: int = 8500
+    prefix: str = "vxray"
+
+
+_PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+
+
+def parse_url(url: str, source: str = "") -> StoreURL:
+    """``file:///PATH`` or ``consul://HOST[:PORT][/prefix]``, every part checked before anything is opened;
+    ``source`` (``$VXRAY_STORE``, an inventory) is named in the error with the URL."""
+
+    def bad(why: str) -> VxrayError:
+        return VxrayError(f"invalid store URL {url!r}{f' ({source})' if source else ''}: {why}")
+
+    parts = urls.split(url, bad)
+    if parts.scheme == "file":
+        if parts.netloc or not parts.path.startswith("/"):
+            raise bad("file:// takes an absolute path (file:///var/lib/vxray/store.db)")
+        urls.options(parts, (), (), bad)
+        return StoreURL(url, "file", path=parts.path)
+    if parts.scheme != "consul":
+        raise bad("expected file:///PATH or consul://HOST[:PORT][/prefix]")
+    if parts.username is not None:
+        raise bad("consul:// takes no user or password: the ACL token comes from --store-token or $CONSUL_HTTP_TOKEN")
+    host, port = urls.host(parts, bad), urls.port(parts, bad) or 8500
+    urls.options(parts, (), (), bad)
+    prefix = parts.path.strip("/") or "vxray"
+    if not _PREFIX.match(prefix) or {".", ".."} & set(prefix.split("/")):
+        raise bad(f"invalid key prefix {parts.path!r}: words of letters, digits, '_', '.', '-' between '/'")
+    return StoreURL(url, "consul", host=host, port=port, prefix=prefix)
+
+
+def chosen(url: str | None) -> StoreURL | None:
+    """The store asked for, checked: ``url`` (``--store``), else $VXRAY_STORE; None when neither is given
+    (then the current lab's store, or the default file)."""
+    if url is not None:
+        return parse_url(url)
+    value = env.text("VXRAY_STORE")
+    return parse_url(value, "$VXRAY_STORE") if value is not None else None
+
+
 def open_store(url: str | None = None, token: str | None = None) -> Registry:
     """``None``: ``$VXRAY_STORE`` or the embedded default; ``file:///path``; ``consul://HOST[:PORT][/prefix]``."""
-    url = url or os.environ.get("VXRAY_STORE") or f"file://{DEFAULT_PATH}"
-    if url.startswith("consul://"):
-        return Registry(ConsulKV(url, token or os.environ.get("CONSUL_HTTP_TOKEN")))
-    if url.startswith("file://"):
-        return Registry(EmbeddedKV(url[len("file://") :]))
-    raise VxrayError(f"invalid store URL {url!r}: expected file:///PATH or consul://HOST[:PORT][/prefix]")
+    where = chosen(url)
+    if where is None:
+        return Registry(EmbeddedKV(DEFAULT_PATH))
+    if where.scheme == "consul":
+        token = token or os.environ.get("CONSUL_HTTP_TOKEN")
+        return Registry(ConsulKV(where.url, where.host, where.port, where.prefix, token))
+    if not os.path.isdir(os.path.dirname(where.path)):  # a typo must not create a tree of directories
+        raise VxrayError(f"store {where.url}: the directory {os.path.dirname(where.path)} does not exist")
+    return Registry(EmbeddedKV(where.path))
 
 
 class Registry:
@@ -48,17 +102,17 @@ class Registry:
 
     def _get(self, cls: type[R], key: str) -> R | None:
         raw, _ = self.kv.get(key)
-        return from_data(cls, json.loads(raw)) if raw is not None else None
+        return decode(raw, cls, f"store key {key}") if raw is not None else None
 
     def _list(self, cls: type[R], prefix: str) -> list[R]:
-        return [from_data(cls, json.loads(raw)) for raw, _ in self.kv.items(prefix).values()]
+        return [decode(raw, cls, f"store key {key}") for key, (raw, _) in self.kv.items(prefix).items()]
 
     def _create(self, key: str, record: Any, what: str) -> None:
-        if not self.kv.put(key, json.dumps(asdict(record)).encode(), cas=0):
+        if not self.kv.put(key, encode(record), cas=0):
             raise VxrayError(f"{what} already exists")
 
     def _replace(self, key: str, record: Any) -> None:
-        self.kv.put(key, json.dumps(asdict(record)).encode())
+        self.kv.put(key, encode(record))
 
     def host(self, name: str) -> HostRecord | None:
         return self._get(HostRecord, f"hosts/{name}")
