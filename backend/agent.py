@@ -4,8 +4,8 @@ Nothing listens on a port and nothing stays installed as a daemon: SSH starts th
 agent for one session and it ends with the pipe. It greets, then answers
 requests one line at a time: ``snapshot`` (the machine, with the store's labels),
 ``subscribe`` (a line per netlink change, from a thread, so requests are still
-answered meanwhile), ``run`` (one of vxray's own commands, checked by
-``protocol.refusal``; never a shell; its outcome kept in ``backend.journal``),
+answered meanwhile), ``run`` (one of vxray's own commands, checked against the client's
+``protocol.Policy`` by the runner it is given; never a shell; its outcome kept in ``backend.journal``),
 ``outcome`` (how a ``run`` ended, for a client that was cut off), ``watch``/``send``/``seen`` (a live trace's
 packet capture and probe, split so every machine listens before the source sends)
 and ``ping``. The protocol channel is a
@@ -27,11 +27,11 @@ from backend import journal
 from backend.errors import VxrayError
 from backend.model import HostSnapshot, Labels
 from backend.netns import Scope
-from backend.protocol import REQUEST_MAX, Hello, ProtocolError, event, parse_request, read_lines, refusal, reply
+from backend.protocol import REQUEST_MAX, Hello, ProtocolError, event, parse_request, read_lines, reply
 from backend.remote import Reading
 
 Reader = Callable[[], tuple[HostSnapshot, Labels, str]]  # snapshot, labels, the machine's own namespace label
-Runner = Callable[[list[str], str], tuple[int, str]]  # argv, journal token -> exit status, output
+Runner = Callable[[list[str], str], tuple[int, str]]  # argv, journal token -> exit status, output; VxrayError: refused
 
 
 class Agent:
@@ -77,9 +77,6 @@ class Agent:
                 self.watcher.start()
             return "subscribed"
         if op == "run":  # parse_request checked every argument's shape
-            why = refusal(args["argv"], self.hello.read_only)
-            if why:
-                raise VxrayError(why)
             status, output = self.run(args["argv"], args.get("token") or uuid.uuid4().hex)
             return {"status": status, "output": output}
         if op == "outcome":  # a client cut off while `run` ran asks how it ended

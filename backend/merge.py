@@ -49,6 +49,7 @@ def merge(parts: list[tuple[str, HostSnapshot, Labels, str]]) -> tuple[HostSnaps
         present = {ns.name for ns in snap.namespaces}  # a shared store names other machines' namespaces too
         labels.containers.update({f"{host}:{k}": v for k, v in own.containers.items() if k in present})
         labels.networks.update({f"{host}:{k}": v for k, v in own.networks.items() if k in present})
+        labels.endpoints.update({f"{host}:{k}": v for k, v in own.endpoints.items() if k in present})
     taken = max((s.taken_at for _, s, _, _ in parts), default=0.0)
     kernel = ", ".join(sorted({s.kernel for _, s, _, _ in parts}))
     docker = tuple(n for _, snap, _, _ in parts for n in snap.docker)  # each says whose it is (local_vtep)

@@ -335,3 +335,5 @@ class Labels:
     networks: dict[str, str] = field(default_factory=dict)  # overlay sandbox namespace -> network
     host_netns: dict[str, str] = field(default_factory=dict)  # vxray host -> its own namespace label
     offline: dict[str, str] = field(default_factory=dict)  # vxray host -> why it could not be read
+    # container namespace -> its address -> the network it is on: which network to connect another to
+    endpoints: dict[str, dict[str, str]] = field(default_factory=dict)

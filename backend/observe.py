@@ -69,7 +69,8 @@ def _observe_engines(ctx: Context, running: set[str]) -> tuple[HostSnapshot, Lab
 
 
 def labels_for(ctx: Context, snap: HostSnapshot, underlay: str | None = None) -> Labels:
-    """The store's names for a snapshot's namespaces: host, container, overlay network; offline hosts."""
+    """The store's names for a snapshot's namespaces: host, container (and the network of each of its
+    addresses), overlay network; offline hosts."""
     hosts = ctx.store.hosts()
     owner = {h.netns or "host": h.name for h in hosts}
     labels = Labels(host_netns={h.name: h.netns or "host" for h in hosts})
@@ -85,9 +86,12 @@ def labels_for(ctx: Context, snap: HostSnapshot, underlay: str | None = None) ->
     for h in hosts:
         if h.netns and h.netns not in present:
             labels.offline[h.name] = f"its namespace {h.netns} is gone"
-    for c in ctx.store.containers():
-        if c.netns:
-            labels.containers.setdefault(c.netns, c.name)
+    netns = {c.name: c.netns for c in ctx.store.containers() if c.netns}
+    for name, ns_name in netns.items():
+        labels.containers.setdefault(ns_name, name)
+    for e in ctx.store.endpoints():
+        if e.container in netns:
+            labels.endpoints.setdefault(netns[e.container], {})[e.ip] = e.network
     for net in ctx.store.networks():
         if net.driver == "overlay":
             for h in hosts:

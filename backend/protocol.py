@@ -27,14 +27,6 @@ ANSWER_MAX = 256 * 2**20  # in an answer line: a snapshot answer may be as large
 MAX_ID = 2**53  # request ids stay exact in every JSON implementation
 MAX_WAIT = 30  # seconds `seen` may keep a capture open
 
-# vxray commands an agent runs for a client: (command, action); None: any action / a command without one
-RUNNABLE = {"network", "container", "fdb", "arp", "host", "port", "trace", "doctor", "snapshot", "ping"}
-READS = {("network", "ls"), ("network", "inspect"), ("container", "ls"), ("container", "inspect"), ("host", "ls"),
-         ("trace", None), ("doctor", None), ("snapshot", None), ("ping", None), ("lab", "ls"), ("lab", "status"),
-         ("lab", "check"), ("lab", "export"), ("hosts", "ls"), ("app", None), ("shell", None),
-         ("agent", None)}  # fmt: skip
-GROUPED = {"network", "container", "fdb", "arp", "host", "port", "lab", "hosts"}
-
 
 @dataclass(frozen=True)
 class Hello:
@@ -284,22 +276,33 @@ def event(kind: str, **data: Any) -> str:
     return json.dumps({"event": kind, **data})
 
 
-def changes_state(argv: list[str]) -> bool:
-    """Whether a vxray command line changes the kernel or the store (what ``--read-only`` refuses)."""
-    command = argv[0] if argv else ""
-    action = argv[1] if command in GROUPED and len(argv) > 1 else None
-    if command == "fdb" and action == "sync" and "--dry-run" in argv:
-        return False
-    return (command, action) not in READS and (command, None) not in READS
+@dataclass(frozen=True)
+class Policy:
+    """Which vxray commands an agent runs for a client, and which of them only read.
 
+    The client's command registry (``tui.registry``) says; the back end only applies it, in the agent and
+    wherever ``--read-only`` is checked, so "what changes state" is decided in one place.
+    """
 
-def read_only_refusal(argv: list[str]) -> str | None:
-    """What ``--read-only`` says of ``argv`` — locally, in the client and in the agent alike (None: it may run)."""
-    return f"read-only: refused `{' '.join(argv[:2])}` (it changes state)" if changes_state(argv) else None
+    runnable: frozenset[str]  # commands an agent runs
+    reads: frozenset[tuple[str, str | None]]  # (command, action) that only read; action None: the whole command
+    grouped: frozenset[str]  # commands whose second word is an action
 
+    def changes_state(self, argv: list[str]) -> bool:
+        """Whether a vxray command line changes the kernel or the store (what ``--read-only`` refuses)."""
+        command = argv[0] if argv else ""
+        action = argv[1] if command in self.grouped and len(argv) > 1 else None
+        if command == "fdb" and action == "sync" and "--dry-run" in argv:
+            return False
+        return (command, action) not in self.reads and (command, None) not in self.reads
 
-def refusal(argv: list[str], read_only: bool) -> str | None:
-    """Why an agent does not run ``argv`` (None: it does)."""
-    if not argv or argv[0] not in RUNNABLE:
-        return f"not a vxray operation an agent runs: {(argv or [''])[0]!r} (allowed: {', '.join(sorted(RUNNABLE))})"
-    return read_only_refusal(argv) if read_only else None
+    def read_only_refusal(self, argv: list[str]) -> str | None:
+        """What ``--read-only`` says of ``argv`` — locally, in the client and in the agent alike (None: it may run)."""
+        return f"read-only: refused `{' '.join(argv[:2])}` (it changes state)" if self.changes_state(argv) else None
+
+    def refusal(self, argv: list[str], read_only: bool) -> str | None:
+        """Why an agent does not run ``argv`` (None: it does)."""
+        if not argv or argv[0] not in self.runnable:
+            allowed = ", ".join(sorted(self.runnable))
+            return f"not a vxray operation an agent runs: {(argv or [''])[0]!r} (allowed: {allowed})"
+        return self.read_only_refusal(argv) if read_only else None

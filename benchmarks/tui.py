@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from benchmarks.workload import load, overlay_lab
 from tui.app import VxrayApp
+from tui.context import Invocation
 from tui.source import live
 from tui.tables import VIEWS
 
@@ -36,7 +37,7 @@ LAB = f"vxbu{os.getpid()}"
 async def first_paint() -> float:
     """From creating the app to the FDB rows of yy3 on screen (the tab opened as soon as the app shows)."""
     start = time.perf_counter()
-    app = VxrayApp(live([]))
+    app = VxrayApp(live(Invocation()))
     async with app.run_test(size=(160, 48)) as pilot:
         while app.snapshot is None:
             await pilot.pause(0.01)
@@ -52,7 +53,7 @@ async def measure(runs: int) -> dict[str, float]:
     # this machine's speed drifts between runs (shared CPUs): the median of five starts, the spread printed too
     starts = [await first_paint() for _ in range(5)]
     out: dict[str, float] = {"first paint": statistics.median(starts), "fastest": min(starts), "slowest": max(starts)}
-    app = VxrayApp(live([]))
+    app = VxrayApp(live(Invocation()))
     async with app.run_test(size=(160, 48)) as pilot:
         while app.snapshot is None:
             await pilot.pause(0.01)
@@ -95,7 +96,7 @@ async def measure(runs: int) -> dict[str, float]:
 
 
 def _read_time() -> float:
-    source = live([])
+    source = live(Invocation())
     t = time.perf_counter()
     source.read()
     return time.perf_counter() - t

@@ -21,9 +21,8 @@ from typing import Any
 
 from backend.model import Link
 from backend.records import Endpoint, HostRecord, NetworkRecord
-from backend.shellwords import shell_line
 from diagnostics.netfilter import Flow, dnat_to, hook, published, published_accept
-from diagnostics.trace import USABLE, VXLAN_OVERHEAD, Fix
+from diagnostics.trace import USABLE, VXLAN_OVERHEAD, Fix, fix_in
 from diagnostics.world import ZERO_MAC, World
 
 FLANNEL_PREFIX = "flannel."
@@ -48,7 +47,7 @@ class Finding:
     fix: Fix | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "fix": self.fix.as_dict() if self.fix is not None else None}
 
 
 @dataclass
@@ -60,8 +59,8 @@ class _Doctor:
     def add(self, likelihood: float, host: str, title: str, evidence: Iterable[str], fix: Fix | None = None) -> None:
         self.found.append(Finding(likelihood, host, title, tuple(evidence), fix))
 
-    def _in(self, key: str, command: str) -> str:
-        return self.w.command_in(key, command)
+    def _fix(self, key: str, vxray: tuple[str, ...] = (), native: tuple[str, ...] = (), missing: str = "") -> Fix:
+        return fix_in(self.w, key, vxray, native, missing)
 
     def host_key(self, host: str) -> str | None:
         label = self.w.labels.host_netns.get(host)
@@ -86,33 +85,36 @@ class _Doctor:
                         host,
                         f"network {net.name} has endpoints on {host} but no sandbox or VXLAN device",
                         [f"endpoints: {', '.join(e.container for e in eps if e.host == host)}"],
-                        Fix(shell_line("vxray", "network", "repair", net.name, "--host", host), ""),
+                        Fix(("vxray", "network", "repair", net.name, "--host", host)),
                     )
                     continue
                 if vx.vxlan.vni != net.vni:
-                    delete = shell_line("ip", "link", "del", vx.name)
                     self.add(
                         0.95,
                         host,
                         f"VNI mismatch: {vx.name} of network {net.name} on {host} has VNI "
                         f"{vx.vxlan.vni}, the other hosts use {net.vni}",
-                        [f"{self.w.place(key).label}: {vx.name} vxlan id {vx.vxlan.vni}"],
-                        Fix(
-                            shell_line("vxray", "network", "repair", net.name, "--host", host),
-                            self._in(key, f"{delete}  # then re-create it with id {net.vni}"),
-                        ),
-                    )
+                        [f"{self.w.place(key).label}: {vx.name} vxlan id {vx.vxlan.vni}",
+                         f"a device's VNI is set when it is created: {vx.name} must be re-created with id {net.vni}"],
+                        Fix(("vxray", "network", "repair", net.name, "--host", host)),
+                    )  # fmt: skip
                 if not vx.up:
                     evidence = [f"{self.w.place(key).label}: {vx.name} state {vx.operstate}"]
                     self.add(0.97, host, f"{vx.name} of network {net.name} on {host} is down: nothing leaves or "
-                             f"enters the overlay there", evidence,
-                             Fix(shell_line("vxray", "network", "repair", net.name),
-                                 self._in(key, shell_line("ip", "link", "set", vx.name, "up"))))  # fmt: skip
+                             f"enters the overlay there", evidence, self._link_up(key, net, vx))  # fmt: skip
                 remote = [e for e in eps if e.host != host]
                 self._fdb(key, host, net, vx, remote, vteps)
                 self._proxy(key, host, net, vx, remote, eps)
                 self._tunnel(key, host, vx, vteps)
                 self._endpoint_mtu(host, net, [e for e in eps if e.host == host])
+
+    def _link_up(self, key: str, net: NetworkRecord, vx: Link) -> Fix:
+        """``vxray network repair`` sets up the devices of Docker's overlays' sandboxes, not of the store's own;
+        ``ip link set … up`` sets up either."""
+        native = ("ip", "link", "set", vx.name, "up")
+        if self.w.docker_network(key) == net.name:
+            return self._fix(key, ("vxray", "network", "repair", net.name), native)
+        return self._fix(key, native=native, missing=f"vxray has no command that sets {vx.name} up")
 
     def _fdb(
         self, key: str, host: str, net: NetworkRecord, vx: Link, remote: list[Endpoint], vteps: dict[str, str | None]
@@ -126,16 +128,15 @@ class _Doctor:
                 right = vteps.get(owner.host) if owner else None
                 if e.dst and (e.dst not in known or (right and e.dst != right)):
                     who = f"{owner.container} is on {owner.host} (VTEP {right})" if owner else "no host has that VTEP"
-                    native = shell_line("bridge", "fdb", "replace", mac, "dev", vx.name, "dst", right or "VTEP")
+                    # where the MAC lives is known: point the entry there; else it points nowhere: remove it
+                    native = ("bridge", "fdb", "replace", mac, "dev", vx.name, "dst", right) if right else (
+                        "bridge", "fdb", "del", mac, "dev", vx.name, "dst", e.dst)  # fmt: skip
                     self.add(
                         0.95,
                         host,
                         f"stale FDB entry on {host}: {mac} -> {e.dst}",
                         [f"{self.w.place(key).label}: {mac} dev {vx.name} dst {e.dst}", who],
-                        Fix(
-                            shell_line("vxray", "network", "repair", net.name),
-                            self._in(key, native),
-                        ),
+                        self._fix(key, ("vxray", "network", "repair", net.name), native),
                     )
         flooding = bool(fdb.get(ZERO_MAC)) or vx.vxlan.group is not None
         missing = [r for r in remote if r.mac not in fdb]
@@ -146,17 +147,17 @@ class _Doctor:
                 else f"{host} has no FDB entry for {len(missing)} remote endpoint(s) of {net.name}"
             )
             first = missing[0]
-            native = shell_line(
-                "bridge", "fdb", "add", first.mac, "dev", vx.name, "dst", vteps.get(first.host) or "VTEP"
-            )
+            vtep = vteps.get(first.host)
             self.add(
                 0.9,
                 host,
                 title,
                 [f"missing: {r.mac} ({r.container} {r.ip} on {r.host}, VTEP {vteps.get(r.host)})" for r in missing],
-                Fix(
-                    shell_line("vxray", "fdb", "sync", net.name),
-                    self._in(key, native),
+                self._fix(
+                    key,
+                    ("vxray", "fdb", "sync", net.name),
+                    ("bridge", "fdb", "add", first.mac, "dev", vx.name, "dst", vtep) if vtep else (),
+                    "" if vtep else f"the VTEP of {first.host}, where {first.mac} is: the store names none",
                 ),
             )
 
@@ -178,18 +179,14 @@ class _Doctor:
             unanswered.append(r)
         if unanswered:
             first = unanswered[0]
-            native = shell_line("ip", "neigh", "replace", first.ip, "lladdr", first.mac, "dev", vx.name, "nud",
-                                "permanent")  # fmt: skip
+            native = ("ip", "neigh", "replace", first.ip, "lladdr", first.mac, "dev", vx.name, "nud", "permanent")
             self.add(
                 0.85,
                 host,
                 f"ARP for {len(unanswered)} remote address(es) of {net.name} goes unanswered on "
                 f"{host}: {vx.name} proxies ARP only from its neighbour table",
                 [f"no neighbour {r.ip} ({r.container}, {r.mac}) on {vx.name}" for r in unanswered],
-                Fix(
-                    shell_line("vxray", "fdb", "sync", net.name),
-                    self._in(key, native),
-                ),
+                self._fix(key, ("vxray", "fdb", "sync", net.name), native),
             )
 
     def _has_static_arp(self, ep: Endpoint, ip: str) -> bool:
@@ -218,9 +215,10 @@ class _Doctor:
                 f"MTU mismatch on {host}: {vx.name} MTU {vx.mtu} + {VXLAN_OVERHEAD} bytes of "
                 f"VXLAN exceed underlay {dev.name} MTU {dev.mtu}",
                 [f"full-size overlay packets ({vx.mtu} bytes) become {vx.mtu + VXLAN_OVERHEAD} on {dev.name}"],
-                Fix(
-                    shell_line("vxray", "host", "set", host, f"mtu.{dev.name}={vx.mtu + VXLAN_OVERHEAD}"),
-                    self._in(under_key, shell_line("ip", "link", "set", dev.name, "mtu", str(vx.mtu + VXLAN_OVERHEAD))),
+                self._fix(
+                    under_key,
+                    ("vxray", "host", "set", host, f"mtu.{dev.name}={vx.mtu + VXLAN_OVERHEAD}"),
+                    ("ip", "link", "set", dev.name, "mtu", str(vx.mtu + VXLAN_OVERHEAD)),
                 ),
             )
         mine = vteps.get(host)
@@ -235,9 +233,8 @@ class _Doctor:
                     host,
                     f"{host} drops VXLAN: UDP {vx.vxlan.dstport} from {other} ({vtep}) is refused by its INPUT chain",
                     [decision.describe()],
-                    Fix(
-                        shell_line("vxray", "host", "set", host, f"udp.{vx.vxlan.dstport}=accept"),
-                        self._in(under_key, decision.undo()),
+                    self._fix(
+                        under_key, ("vxray", "host", "set", host, f"udp.{vx.vxlan.dstport}=accept"), decision.undo()
                     ),
                 )
                 return
@@ -252,9 +249,10 @@ class _Doctor:
                     host,
                     f"{ep.container}'s {ep.ifname} has MTU {lk.mtu}, network {net.name} {net.mtu}",
                     [f"packets over {net.mtu} bytes are dropped at the bridge"],
-                    Fix(
-                        shell_line("vxray", "network", "repair", net.name),
-                        self._in(place.key, shell_line("ip", "link", "set", ep.ifname, "mtu", str(net.mtu))),
+                    self._fix(
+                        place.key,
+                        ("vxray", "network", "repair", net.name),
+                        ("ip", "link", "set", ep.ifname, "mtu", str(net.mtu)),
                     ),
                 )
 
@@ -298,7 +296,8 @@ class _Doctor:
                 self.add(0.85, place.host, f"published port {rule.dport}/{proto} of {who} is dropped on {place.host}: "
                          f"FORWARD refuses what the DNAT sends to {ip}:{dport}",
                          [f"-A {rule.chain} {rule.spec}", decision.describe()],
-                         Fix("", self._in(key, accept or decision.undo())))  # fmt: skip
+                         self._fix(key, native=accept or decision.undo(), missing="vxray has no command that "
+                                   "writes a published port's ACCEPT rule back"))  # fmt: skip
 
     def _uplink(self, key: str) -> str | None:
         """The device traffic from elsewhere arrives on: the default route's, else the first that is up,
@@ -344,17 +343,18 @@ class _Doctor:
                 host,
                 f"ip_forward is off on {host}, but {why}",
                 ["net.ipv4.ip_forward = 0"],
-                Fix(
-                    shell_line("vxray", "host", "set", host, "ip_forward=1"),
-                    self._in(key, "sysctl -w net.ipv4.ip_forward=1"),
+                self._fix(
+                    key, ("vxray", "host", "set", host, "ip_forward=1"), ("sysctl", "-w", "net.ipv4.ip_forward=1")
                 ),
             )
         for a, b in pairs:
             decision = hook(ns, "filter", "FORWARD", Flow(_first(a), _first(b), "udp", 4789, a.name, b.name))
             if decision.accepted:
                 continue
-            vxray = shell_line("vxray", "host", "set", host, "forward_policy=ACCEPT") if decision.rule is None else ""
-            fix = Fix(vxray, self._in(key, decision.undo()))
+            if decision.rule is None:
+                fix = self._fix(key, ("vxray", "host", "set", host, "forward_policy=ACCEPT"), decision.undo())
+            else:
+                fix = self._fix(key, native=decision.undo(), missing="vxray has no command that deletes a FORWARD rule")
             self.add(0.9, host, f"{host} drops forwarded traffic from {a.name} to {b.name}", [decision.describe()], fix)
             break
         forward = next(
@@ -381,9 +381,10 @@ class _Doctor:
                 host,
                 f"strict rp_filter on {host} drops replies that come back another way",
                 ["net.ipv4.conf.*.rp_filter = 1"],
-                Fix(
-                    shell_line("vxray", "host", "set", host, "rp_filter=2"),
-                    self._in(key, "sysctl -w net.ipv4.conf.all.rp_filter=2"),
+                self._fix(
+                    key,
+                    ("vxray", "host", "set", host, "rp_filter=2"),
+                    ("sysctl", "-w", "net.ipv4.conf.all.rp_filter=2"),
                 ),
             )
 
@@ -413,8 +414,6 @@ class _Doctor:
                     continue
                 k, lk = owners[0]
                 where = self.w.container(key) or self.w.place(key).label
-                mac = lk.mac or "MAC"
-                native = shell_line("ip", "neigh", "replace", ip, "lladdr", mac, "dev", dev, "nud", "permanent")
                 self.add(
                     0.85,
                     self.w.place(key).host,
@@ -423,13 +422,23 @@ class _Doctor:
                         f"{self.w.place(key).label}: {ip} dev {dev} lladdr {n.mac} PERMANENT",
                         f"{self.w.place(k).label}: {lk.name} {lk.mac} holds {ip}",
                     ],
-                    Fix(
-                        shell_line("vxray", "arp", "add", ip, mac, "--container", where)
-                        if self.w.container(key)
-                        else "",
-                        self._in(key, native),
-                    ),
+                    self._arp_fix(key, dev, ip, lk.mac),
                 )
+
+    def _arp_fix(self, key: str, dev: str, ip: str, mac: str | None) -> Fix:
+        """Put the MAC ``ip`` is behind now in the static entry (behind none: remove the entry). vxray changes
+        the entries of containers only."""
+        if mac:
+            vxray = ("vxray", "arp", "add", ip, mac)
+            native = ("ip", "neigh", "replace", ip, "lladdr", mac, "dev", dev, "nud", "permanent")
+        else:
+            vxray, native = ("vxray", "arp", "del", ip), ("ip", "neigh", "del", ip, "dev", dev)
+        ctr = self.w.container(key)
+        if ctr is None:
+            label = self.w.place(key).label
+            return self._fix(key, native=native, missing=f"vxray has no command that changes {label}'s entries: it is "
+                             "no container")  # fmt: skip
+        return self._fix(key, (*vxray, "--container", ctr), native)
 
     def duplicates(self) -> None:
         containers = self.w.labels.containers

@@ -16,7 +16,6 @@ import shlex
 from dataclasses import dataclass
 
 from backend.model import Chain, Namespace, Rule, RuleSet
-from backend.shellwords import shell_line
 
 _UNDERSTOOD_MODULES = {"tcp", "udp", "icmp", "comment", "conntrack", "state", "addrtype", "multiport"}
 
@@ -48,13 +47,13 @@ class Decision:
     def accepted(self) -> bool:
         return self.target not in ("DROP", "REJECT")
 
-    def undo(self) -> str:
-        """The iptables command that stops this decision from dropping: delete the rule, or accept by policy.
-        The rule's words are quoted again: iptables-save leaves ``-i p$(id)`` bare."""
+    def undo(self) -> tuple[str, ...]:
+        """The iptables argv that stops this decision from dropping: delete the rule, or accept by policy.
+        The rule's words are read back as iptables-save wrote them (it leaves ``-i p$(id)`` bare)."""
         command = "iptables-legacy" if self.backend == "legacy" else "iptables-nft"
         if self.rule is None:
-            return shell_line(command, "-P", self.chain, "ACCEPT")
-        return shell_line(command, "-D", self.rule.chain, *_words(self.rule.spec))
+            return (command, "-P", self.chain, "ACCEPT")
+        return (command, "-D", self.rule.chain, *_words(self.rule.spec))
 
     def describe(self) -> str:
         where = f"{self.backend} " if self.backend else ""
@@ -196,9 +195,11 @@ def published(ns: Namespace) -> list[tuple[str, Rule]]:
             for r in c.rules if r.target == "DNAT" and r.to]  # fmt: skip
 
 
-def published_accept(ns: Namespace, backend: str, dst: str, proto: str, dport: int, bridge: str) -> str | None:
+def published_accept(
+    ns: Namespace, backend: str, dst: str, proto: str, dport: int, bridge: str
+) -> tuple[str, ...] | None:
     """The filter rule Docker adds for a published port (``-A DOCKER -d IP/32 ! -i BR -o BR -p tcp --dport
-    PORT -j ACCEPT``), as the command that puts it back, when a DNAT rule sends ``proto`` traffic to
+    PORT -j ACCEPT``), as the argv that puts it back, when a DNAT rule sends ``proto`` traffic to
     ``dst:dport``; None when no published port leads there."""
     if not any(dnat_to(r) in ((dst, dport), (dst, None)) for b, r in published(ns) if b == backend):
         return None
@@ -206,5 +207,5 @@ def published_accept(ns: Namespace, backend: str, dst: str, proto: str, dport: i
     ruleset = next((rs for rs in ns.netfilter if rs.backend == backend), None)
     filt = ruleset.table("filter") if ruleset else None
     chain = "DOCKER" if filt is not None and filt.chain("DOCKER") is not None else "FORWARD"
-    return shell_line(command, "-I", chain, "-d", f"{dst}/32", "!", "-i", bridge, "-o", bridge, "-p", proto, "-m",
-                      proto, "--dport", str(dport), "-j", "ACCEPT")  # fmt: skip
+    return (command, "-I", chain, "-d", f"{dst}/32", "!", "-i", bridge, "-o", bridge, "-p", proto, "-m", proto,
+            "--dport", str(dport), "-j", "ACCEPT")  # fmt: skip

@@ -15,10 +15,11 @@ fixes it. Pure: the input is a ``World`` of snapshots, nothing is read or sent.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from backend.model import Link
+from backend.model import Link, Route
 from backend.shellwords import shell_line
 from diagnostics.netfilter import Decision, Flow, dnat_to, hook, published_accept
 from diagnostics.world import BROADCAST, ZERO_MAC, World
@@ -27,16 +28,47 @@ VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
 ICMP_HEADER = 28  # IPv4 20 + ICMP 8: ping's -s is the payload
 MAX_HOPS = 128  # nested transmissions before a path is taken for a loop
 USABLE = {"PERMANENT", "NOARP", "REACHABLE", "STALE", "DELAY", "PROBE"}
+ISOLATION = "DOCKER-ISOLATION-STAGE-"  # the chains where Docker (and vxray's bridges) keep networks apart
 
 
 @dataclass(frozen=True)
 class Fix:
-    """What undoes a drop, as lines to paste into a shell: the vxray command, and the ``ip``/``bridge``/
-    ``iptables`` one in the namespace concerned. Every word is quoted (``shell_line``): the names come from
-    the kernel, from Docker, from a snapshot file, and ``p$(id)`` is a device name the kernel accepts."""
+    """What undoes a drop, as data: the argv of the vxray command (``vxray`` first), and of the ``ip``/``bridge``/
+    ``iptables`` one as run on machine ``on`` (the namespace entered first). Argvs are run as they are, never
+    through a shell, and printed through ``shell_line``: names come from the kernel, Docker, a snapshot file, and
+    ``p$(id)`` is a device name the kernel accepts. A value vxray cannot know is never a placeholder word: the
+    command that needs it is absent, and ``missing`` says in words what it would take."""
 
-    vxray: str
-    native: str
+    vxray: tuple[str, ...] = ()
+    native: tuple[str, ...] = ()
+    missing: str = ""
+    on: str = ""  # the machine ``native`` runs on when the snapshots are several machines' ("" : this one)
+
+    @property
+    def runnable(self) -> bool:
+        return bool(self.vxray)
+
+    @property
+    def vxray_line(self) -> str:
+        return shell_line(*self.vxray)
+
+    @property
+    def native_line(self) -> str:
+        """``on HOST:`` is no word of the argv: it says where the line is pasted."""
+        line = shell_line(*self.native)
+        return f"on {shell_line(self.on)}: {line}" if line and self.on else line
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"vxray": list(self.vxray), "native": list(self.native), "missing": self.missing, "on": self.on,
+                "vxray_line": self.vxray_line, "native_line": self.native_line}  # fmt: skip
+
+
+def fix_in(world: World, key: str, vxray: tuple[str, ...] = (), native: tuple[str, ...] = (),
+           missing: str = "") -> Fix:  # fmt: skip
+    """A fix whose native command acts on namespace ``key``: entered as that namespace is, on its machine."""
+    if not native:
+        return Fix(vxray, (), missing)
+    return Fix(vxray, world.command_in(key, *native), missing, world.machine_of(key))
 
 
 @dataclass(frozen=True)
@@ -52,6 +84,9 @@ class Step:
     fix: Fix | None = None
     direction: str = "request"
     dev: str = ""  # where a live probe can be watched at this step (a capture on this device); "" = a decision
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "fix": self.fix.as_dict() if self.fix is not None else None}
 
 
 @dataclass(frozen=True)
@@ -91,7 +126,7 @@ class Trace:
     failed_step: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "steps": [s.as_dict() for s in self.steps]}
 
 
 @dataclass
@@ -125,11 +160,34 @@ class _Sim:
     def fail(self, key: str, table: str, entry: str, decision: str, fix: Fix | None = None, dev: str = "") -> None:
         self.step(key, table, entry, decision, ok=False, fix=fix, dev=dev)
 
-    def _in(self, key: str, command: str) -> str:
-        return self.w.command_in(key, command)
+    def _fix(self, key: str, vxray: tuple[str, ...] = (), native: tuple[str, ...] = (), missing: str = "") -> Fix:
+        return fix_in(self.w, key, vxray, native, missing)
 
-    def _host_fix(self, key: str, setting: str, native: str) -> Fix:
-        return Fix(shell_line("vxray", "host", "set", self.w.place(key).host, setting), self._in(key, native))
+    def _host_fix(self, key: str, setting: str, native: tuple[str, ...]) -> Fix:
+        return self._fix(key, ("vxray", "host", "set", self.w.place(key).host, setting), native)
+
+    def _down_end(self, key: str, dev: Link) -> tuple[str, Link]:
+        """The end that is down: ``dev``, or its veth peer (an end whose peer is down has no carrier, and a
+        bridge disables it as a port)."""
+        peer = self.w.link_at(key, dev.peer) if dev.up and dev.peer is not None else None
+        return peer if peer is not None and not peer[1].up else (key, dev)
+
+    def _link_up_fix(self, key: str, dev: Link) -> Fix:
+        """Set up the end that is down. ``vxray network repair`` sets devices up only in Docker's overlay
+        sandboxes (programming again what a VXLAN device set up again has lost); elsewhere only ``ip`` does."""
+        key, dev = self._down_end(key, dev)
+        native = ("ip", "link", "set", dev.name, "up")
+        if (net := self.w.docker_network(key)) is not None:
+            return self._fix(key, ("vxray", "network", "repair", net), native)
+        return self._fix(key, native=native, missing=f"vxray has no command that sets {dev.name} up")
+
+    def _store_network(self, key: str, dev: Link) -> str | None:
+        """The vxray network ``dev`` is on (a sandbox's, a container's endpoint's): the one whose
+        ``vxray network repair`` resets its MTU and re-creates its VXLAN device."""
+        label = self.w.place(key).label
+        mine = self.w.labels.endpoints.get(label, {})
+        return self.w.labels.networks.get(label) or next((mine[a.address] for a in dev.addresses
+                                                          if a.address in mine), None)  # fmt: skip
 
     # -- layer 3 -----------------------------------------------------------------------------------
 
@@ -157,7 +215,7 @@ class _Sim:
             return self._deliver_local(key, pkt, in_dev, local)
         route = self.w.routes[key].lookup(pkt.dst)
         if route is None or route.type in ("unreachable", "blackhole", "prohibit"):
-            self._no_route(key, pkt, "no route" if route is None else f"{route.type} {route.dst}")
+            self._no_route(key, pkt, route)
             return None
         out = self.w.links.get((key, route.device or ""))
         if out is None:
@@ -172,7 +230,7 @@ class _Sim:
         pkt = self._masquerade(key, pkt, out)
         if not out.up:
             self.fail(key, "link", f"{out.name} state {out.operstate}", f"{out.name} is down",
-                      Fix("", self._in(key, shell_line("ip", "link", "set", out.name, "up"))))  # fmt: skip
+                      self._link_up_fix(key, out))  # fmt: skip
             return None
         if pkt.size > out.mtu:
             if pkt.df:
@@ -230,7 +288,7 @@ class _Sim:
         ns = self.w.place(key).ns
         if ns.sysctls.ip_forward is False:
             self.fail(key, "sysctl", "net.ipv4.ip_forward = 0", f"{in_dev.name} -> {out.name} is forwarding: dropped",
-                      self._host_fix(key, "ip_forward=1", "sysctl -w net.ipv4.ip_forward=1"))  # fmt: skip
+                      self._host_fix(key, "ip_forward=1", ("sysctl", "-w", "net.ipv4.ip_forward=1")))  # fmt: skip
             return False
         mode = max(ns.sysctls.rp_filter_all or 0, ns.sysctls.rp_filter.get(in_dev.name, 0))
         if mode:
@@ -239,7 +297,8 @@ class _Sim:
                 via = "no route back" if back is None else f"the route back leaves by {back.device}"
                 self.fail(key, "sysctl", f"rp_filter = {mode} on {in_dev.name}",
                           f"source {pkt.src} arrived on {in_dev.name} but {via}: dropped as spoofed",
-                          self._host_fix(key, "rp_filter=2", "sysctl -w net.ipv4.conf.all.rp_filter=2"))  # fmt: skip
+                          self._host_fix(key, "rp_filter=2",
+                                         ("sysctl", "-w", "net.ipv4.conf.all.rp_filter=2")))  # fmt: skip
                 return False
         return self._filter(key, "FORWARD", pkt, in_dev.name, out.name)
 
@@ -262,38 +321,99 @@ class _Sim:
         ns = self.w.place(key).ns
         if chain == "FORWARD" and pkt.dport and out_iface and (accept := published_accept(
                 ns, decision.backend, pkt.dst, pkt.proto, pkt.dport, out_iface)):  # fmt: skip
-            return Fix("", self._in(key, accept))  # a published port that lost its ACCEPT: put back that one rule
+            return self._fix(key, native=accept, missing="vxray has no command that writes a published port's "
+                             "ACCEPT rule back")  # fmt: skip
         if rule is None and chain == "FORWARD":
             return self._host_fix(key, "forward_policy=ACCEPT", decision.undo())
         if rule is not None and chain == "INPUT" and pkt.proto == "udp" and rule.dport and rule.target == "DROP":
             return self._host_fix(key, f"udp.{rule.dport}=accept", decision.undo())
-        return Fix("", self._in(key, decision.undo()))
+        if rule is not None and rule.chain.startswith(ISOLATION):
+            return self._connect_fix(next((k for k, _ in self.w.owners(pkt.src) if self.w.container(k)), None),
+                                     pkt.dst)  # fmt: skip
+        return self._fix(key, native=decision.undo(), missing=f"vxray has no command that deletes a {chain} rule")
 
-    def _no_route(self, key: str, pkt: Packet, entry: str) -> None:
-        """A route to add, or a container to connect to a network of the container it wants to reach. Which
-        network is said in the decision, not beside the command: a name with a newline in a comment would
-        end the comment."""
+    def _connect_fix(self, sender: str | None, dst: str) -> Fix:
+        """Connect the sending container (namespace ``sender``) to the network ``dst`` is on: containers of two
+        networks talk through an interface on the same one — Docker's isolation of networks stays as it is."""
+        ctr = self.w.container(sender) if sender is not None else None
+        if sender is None or ctr is None:
+            return Fix(missing=f"which container to connect to the network of {dst}: the sender is no container")
+        owner = next((k for k, _ in self.w.owners(dst) if self.w.container(k)), None)
+        net = self.w.networks_of(owner).get(dst) if owner is not None else None
+        if net is None:
+            return Fix(missing=f"which network to connect {ctr} to: the snapshots do not say which network {dst} is on")
+        docker = self.w.place(sender).ns.container
+        if docker is not None:  # Docker's container: its Engine connects it, on its machine
+            return Fix((), ("docker", "network", "connect", net, docker.name),
+                       f"vxray has no command that connects Docker's container {docker.name}",
+                       self.w.machine_of(sender))  # fmt: skip
+        return Fix(("vxray", "network", "connect", net, ctr))
+
+    def _no_route(self, key: str, pkt: Packet, route: Route | None) -> None:
+        """No route, or one that refuses (``unreachable``, ``blackhole``, ``prohibit``: delete it). No route: a
+        device set down took its routes with it; else a device on the destination's subnet lost the route the
+        kernel made for it; else a container to connect to a network of the container it wants to reach; else
+        a route, through a gateway the snapshots do not name."""
         decision = f"no route to {pkt.dst}: the kernel answers 'Network is unreachable'"
-        native = self._in(key, shell_line("ip", "route", "add", pkt.dst, "via", "GATEWAY"))
+        if route is not None:
+            self.fail(key, "route", f"{route.type} {route.dst}", decision,
+                      self._fix(key, native=("ip", "route", "del", route.type, route.dst),
+                                missing="vxray has no command that deletes a route"))  # fmt: skip
+            return
+        owner = next((self.w.container(k) for k, _ in self.w.owners(pkt.dst) if self.w.container(k)), None)
         ctr = self.w.container(key)
-        owner = next((self.w.container(k) for k, _ in self.w.owners(pkt.dst)), None)
-        if ctr and owner:
-            connect = Fix(shell_line("vxray", "network", "connect", "NETWORK", ctr), native)
-            self.fail(key, "route", entry, f"{decision}; {pkt.dst} is {owner}'s: connect {ctr} to a network "
-                      f"{owner} is on", connect)  # fmt: skip
+        on_link = self._on_link(key, pkt.dst)
+        if on_link is not None and not on_link[0].up:
+            self.fail(key, "route", "no route", f"{decision}; {on_link[0].name} is down, and its routes went with it",
+                      self._link_up_fix(key, on_link[0]))  # fmt: skip
+        elif on_link is not None:
+            dev, cidr = on_link
+            subnet, src = str(ipaddress.IPv4Interface(cidr).network), cidr.split("/")[0]
+            self.fail(key, "route", "no route", f"{decision}; {dev.name} holds {cidr}, but its route to {subnet} is "
+                      "gone", self._fix(key, native=("ip", "route", "add", subnet, "dev", dev.name, "src", src),
+                                        missing="vxray has no command that adds a route"))  # fmt: skip
+        elif (down := self._down_uplink(key)) is not None:
+            fix = self._link_up_fix(key, down)
+            gone = f"then the default route that went with {down.name}: the snapshots do not say through which gateway"
+            fix = replace(fix, missing=f"{fix.missing}; {gone}" if fix.missing else gone)
+            self.fail(key, "route", "no route", f"{decision}; {down.name} is down, and the routes through it (the "
+                      "default route too) went with it", fix)  # fmt: skip
+        elif ctr and owner:
+            self.fail(key, "route", "no route", f"{decision}; {pkt.dst} is {owner}'s: connect {ctr} to a network "
+                      f"{owner} is on", self._connect_fix(key, pkt.dst))  # fmt: skip
         else:
-            self.fail(key, "route", entry, decision, Fix("", native))
+            self.fail(key, "route", "no route", decision,
+                      Fix(missing=f"which gateway leads to {pkt.dst}: the snapshots do not say"))  # fmt: skip
+
+    def _on_link(self, key: str, dst: str) -> tuple[Link, str] | None:
+        """A device holding an address on ``dst``'s subnet (and that address), one that is down first: setting a
+        device down removes the route the kernel made for its address, and setting it up brings it back."""
+        addr = ipaddress.IPv4Address(dst)
+        found = [(lk, a.cidr) for lk in self.w.place(key).ns.links for a in lk.addresses
+                 if ":" not in a.address and addr in ipaddress.IPv4Network(a.cidr, strict=False)]  # fmt: skip
+        return min(found, key=lambda f: f[0].up, default=None)
+
+    def _down_uplink(self, key: str) -> Link | None:
+        """In a namespace left without a default route, a device that is down and holds a global address:
+        what the default route most likely left by before it went down and took the route with it."""
+        if self.w.routes[key].lookup("0.0.0.0") is not None:
+            return None
+        return next((lk for lk in self.w.place(key).ns.links if not lk.up and lk.kind != "loopback"
+                     and any(a.scope == "global" and ":" not in a.address for a in lk.addresses)), None)  # fmt: skip
 
     def _mtu_fix(self, key: str, dev: Link, size: int) -> Fix | None:
         """Raise the MTU that is too small — never a container's or sandbox's above what its overlay
         carries: a packet bigger than that is too big for the path, and only a smaller one fits."""
         if not self.w.is_host_ns(key) and (cap := self.w.overlay_capacity(key, dev)) is not None and size > cap:
             return None
-        native = shell_line("ip", "link", "set", dev.name, "mtu", str(size))
+        native = ("ip", "link", "set", dev.name, "mtu", str(size))
         if self.w.is_host_ns(key):
             return self._host_fix(key, f"mtu.{dev.name}={size}", native)
-        net = self.w.network(key) or "NETWORK"
-        return Fix(shell_line("vxray", "network", "repair", net), self._in(key, native))
+        if (net := self._store_network(key, dev)) is not None:
+            return self._fix(key, ("vxray", "network", "repair", net), native)
+        where = self.w.container(key) or self.w.place(key).label
+        return self._fix(key, native=native, missing=f"which vxray network {dev.name} of {where} is on: the store "
+                         "names none")  # fmt: skip
 
     # -- neighbours and ARP ------------------------------------------------------------------------
 
@@ -349,6 +469,11 @@ class _Sim:
             if found is not None:
                 peer_key, peer = found
                 there = self.w.container(peer_key) or self.w.place(peer_key).label
+                if not peer.up:
+                    self.fail(key, "veth", f"{dev.name} <-> {peer.name} in {there}: {peer.name} state "
+                              f"{peer.operstate}", f"{peer.name} is down: the veth carries nothing",
+                              self._link_up_fix(peer_key, peer))  # fmt: skip
+                    return None
                 self.step(key, "veth", f"{dev.name} mtu {dev.mtu} <-> {peer.name} mtu {peer.mtu} in {there}",
                           "to the peer")  # fmt: skip
                 return self.l2_receive(peer_key, peer, frame)
@@ -452,13 +577,11 @@ class _Sim:
         if port.up and (port.bridge_port is None or port.bridge_port.state in ("forwarding", "learning")):
             return True
         state = port.bridge_port.state if port.bridge_port else port.operstate
-        net = self.w.network(key) if port.vxlan is not None else None  # up again, it has lost its ARP proxy's entries
-        fix = Fix(
-            shell_line("vxray", "network", "repair", net) if net else "",
-            self._in(key, shell_line("ip", "link", "set", port.name, "up")),
-        )
-        self.fail(key, "bridge port", f"{port.name} state {state}", f"{port.name} is down: the bridge drops the frame",
-                  fix)  # fmt: skip
+        down_key, down = self._down_end(key, port)
+        there = self.w.container(down_key) or self.w.place(down_key).label
+        why = f"{port.name} is down" if down is port else f"{port.name}'s peer {down.name} in {there} is down"
+        self.fail(key, "bridge port", f"{port.name} state {state}", f"{why}: the bridge drops the frame",
+                  self._link_up_fix(key, port))  # fmt: skip
         return False
 
     def _flood(self, key: str, ports: list[Link], frame: Frame) -> str | None:
@@ -546,10 +669,10 @@ class _Sim:
             n_key, n_dev, n_ip = self.used_neigh  # nobody has this MAC: the sender's ARP entry is wrong
             right = next((lk.mac for _, lk in self.w.owners(n_ip) if lk.mac), None)
             ctr = self.w.container(n_key)
-            fix = Fix(
-                shell_line("vxray", "arp", "del", n_ip, "--container", ctr) if ctr else "",
-                self._in(n_key, shell_line("ip", "neigh", "del", n_ip, "dev", n_dev)),
-            )
+            fix = self._fix(n_key, ("vxray", "arp", "del", n_ip, "--container", ctr) if ctr else (),
+                            ("ip", "neigh", "del", n_ip, "dev", n_dev),
+                            "" if ctr else f"vxray has no command that changes {self.w.place(n_key).label}'s entries: "
+                            "it is no container")  # fmt: skip
             self.fail(key, "vxlan fdb", f"no entry for {frame.dst_mac} on {vx.name}",
                       f"{frame.dst_mac} is no device's MAC: the ARP entry {n_ip} lladdr {frame.dst_mac} in "
                       f"{ctr or self.w.place(n_key).label} is wrong{f' ({n_ip} is behind {right})' if right else ''}",
@@ -614,8 +737,11 @@ class _Sim:
             reason = "VNI mismatch" if listening else f"no VXLAN device on UDP {pkt.dport}"
             fix = None
             if listening:
-                net = self.w.network(listening[0][0]) or "NETWORK"
-                fix = Fix(shell_line("vxray", "network", "repair", net), f"re-create the device with id {pkt.vni}")
+                k, dev = listening[0]  # a device's VNI is set when it is created: the repair re-creates it
+                net = self._store_network(k, dev)
+                fix = Fix(("vxray", "network", "repair", net) if net else (), (), "" if net else
+                          f"which vxray network {dev.name} serves, to re-create it with VNI {pkt.vni}: the store "
+                          "names none")  # fmt: skip
             self.fail(key, "vxlan", f"VNI {pkt.vni} on UDP {pkt.dport}; devices here: {have}",
                       f"{reason}: the packet is dropped", fix)  # fmt: skip
             return None
@@ -635,21 +761,23 @@ class _Sim:
         return self.l2_receive_l3(key, vx, frame)
 
     def _overlay_fix(self, key: str, what: str, kind: str, dev: str) -> Fix:
+        """The entry a VXLAN device lacks: ``vxray fdb add`` when the network and VTEP are known, else ``fdb sync``
+        of its network; the ``ip``/``bridge`` command when the MAC (for ARP) or VTEP (for the FDB) is known."""
         net = self.w.network(key)
-        host = self.w.place(key).host
+        unknown = [] if net else [f"which network {dev} serves"]
         if kind == "arp":
-            owner = self.w.owners(what)
-            mac = (owner[0][1].mac if owner else None) or "MAC"
-            native = self._in(key, shell_line("ip", "neigh", "replace", what, "lladdr", mac, "dev", dev, "nud",
-                                              "permanent"))  # fmt: skip
+            mac = next((lk.mac for _, lk in self.w.owners(what) if lk.mac), None)
+            native = ("ip", "neigh", "replace", what, "lladdr", mac, "dev", dev, "nud", "permanent") if mac else ()
+            unknown += [] if mac else [f"the MAC behind {what}: no device in the snapshots holds {what}"]
         else:
             owner_keys = [k for k, _ in self.w.macs.get(what, [])]
             vtep = self._vtep_of(owner_keys[0]) if owner_keys else None
-            native = self._in(key, shell_line("bridge", "fdb", "replace", what, "dev", dev, "dst", vtep or "VTEP"))
+            native = ("bridge", "fdb", "replace", what, "dev", dev, "dst", vtep) if vtep else ()
+            unknown += [] if vtep else [f"the VTEP behind {what}: no host in the snapshots holds {what}"]
             if net and vtep:
-                on = ("--host", host) if len(self.w.labels.host_netns) > 1 else ()
-                return Fix(shell_line("vxray", "fdb", "add", what, "--network", net, "dst", vtep, *on), native)
-        return Fix(shell_line("vxray", "fdb", "sync", net or "NETWORK"), native)
+                on = ("--host", self.w.place(key).host) if len(self.w.labels.host_netns) > 1 else ()
+                return self._fix(key, ("vxray", "fdb", "add", what, "--network", net, "dst", vtep, *on), native)
+        return self._fix(key, ("vxray", "fdb", "sync", net) if net else (), native, "; ".join(unknown))
 
     def _vtep_of(self, key: str) -> str | None:
         """The VTEP of the host a namespace belongs to: where a VXLAN device there sends from."""

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from backend.errors import VxrayError
 from backend.model import FdbEntry, HostSnapshot, Labels, Link, LinkRef, Namespace, Neighbour, Route
 from backend.netns import RUN_NETNS
-from backend.shellwords import shell_line
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 ZERO_MAC = "00:00:00:00:00:00"
@@ -206,16 +205,21 @@ class World:
     def owners(self, ip: str) -> list[tuple[str, Link]]:
         return [(k, lk) for k, lk, _ in self.addresses.get(ip, ())]
 
-    def command_in(self, key: str, command: str) -> str:
-        """``command`` (its words quoted already: ``shell_line``) as an operator runs it in namespace ``key``,
-        on that namespace's machine: in the machine's own namespace as it is, in a named one through ``ip
-        netns exec``, in any other (Docker's sandboxes and containers) through ``nsenter`` on its bind mount
-        or a process in it. Namespaces read from several machines (``HOST:name``) say which machine (``on
-        dh2: …``). The namespace's name is quoted too: the kernel takes ``qa;id`` for one."""
+    def machine_of(self, key: str) -> str:
+        """The machine a command for namespace ``key`` runs on when the snapshots are several machines'
+        (its namespaces are named ``HOST:name``), "" when they are one machine's: this one."""
+        place = self.places[key]
+        return place.host if place.ns.name.startswith(f"{place.host}:") else ""
+
+    def command_in(self, key: str, *words: str) -> tuple[str, ...]:
+        """``words`` as an operator runs them in namespace ``key``, on that namespace's machine (``machine_of``):
+        in the machine's own namespace as they are, in a named one through ``ip netns exec``, in any other
+        (Docker's sandboxes and containers) through ``nsenter`` on its bind mount or a process in it. An argv,
+        for ``subprocess`` or an agent on that machine; ``shell_line`` quotes it for a person to paste."""
         place = self.places[key]
         ns = place.ns
-        prefixed = ns.name.startswith(f"{place.host}:")
-        local = ns.name[len(place.host) + 1 :] if prefixed else ns.name
+        machine = self.machine_of(key)
+        local = ns.name.removeprefix(f"{machine}:") if machine else ns.name
         named = next((p for p in ns.paths if p.startswith(f"{RUN_NETNS}/")), None)
         if ns.kind == "host" or local == "host":
             enter: tuple[str, ...] = ()
@@ -227,8 +231,7 @@ class World:
             enter = ("nsenter", "-t", str(ns.pids[0]), "-n")
         else:
             enter = ("ip", "netns", "exec", local)
-        line = f"{shell_line(*enter)} {command}" if enter else command
-        return f"on {shell_line(place.host)}: {line}" if prefixed else line
+        return (*enter, *words)
 
     def container(self, key: str) -> str | None:
         """The container a namespace is: the store's name for it, else Docker's."""
@@ -239,6 +242,18 @@ class World:
         """The network an overlay sandbox serves: the store's name for it, else Docker's."""
         ns = self.places[key].ns
         return self.labels.networks.get(ns.name) or ns.network
+
+    def docker_network(self, key: str) -> str | None:
+        """The Docker overlay whose sandbox ``key`` is, when the store names it no network of its own: the
+        networks whose ``vxray network repair`` sets their sandboxes' devices up."""
+        ns = self.places[key].ns
+        return ns.network if ns.network and ns.name not in self.labels.networks else None
+
+    def networks_of(self, key: str) -> dict[str, str]:
+        """A container's addresses -> the network each is on: the store's endpoints, else what Docker says."""
+        ns = self.places[key].ns
+        docker = {n.ip: n.network for n in ns.container.networks if n.ip} if ns.container else {}
+        return self.labels.endpoints.get(ns.name) or docker
 
     def vxlan_home(self, key: str, vx: Link) -> str:
         """The namespace whose routes and UDP socket carry a VXLAN device's packets: its underlay

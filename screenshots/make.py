@@ -47,9 +47,10 @@ APP_SIZE = (120, 34)
 async def app_screens(view_path: str) -> None:
     """The app on the live lab: one SVG per main screen."""
     from tui.app import VxrayApp
+    from tui.context import Invocation
     from tui.source import live
 
-    app = VxrayApp(live([]), live=False)
+    app = VxrayApp(live(Invocation()), live=False)
     async with app.run_test(size=APP_SIZE) as pilot:
         while app.snapshot is None:
             await pilot.pause(0.1)

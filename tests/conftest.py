@@ -14,8 +14,12 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from diagnostics.trace import Fix
 
 RUN_PREFIX = f"vxt{os.getpid()}-"
 _counter = itertools.count()
@@ -104,6 +108,15 @@ def _sweep_at_end() -> Iterator[None]:
 
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
+
+
+PLACEHOLDERS = {"NETWORK", "GATEWAY", "VTEP", "MAC", "IP", "HOST", "CONTAINER", "DEV", "DEVICE", "SUBNET"}
+
+
+def placeholders(fix: Fix) -> list[str]:
+    """The words of a fix's argvs that stand for a value instead of being one, or
+    start a shell comment: an argv is run as it is, so it may hold neither."""
+    return [w for w in (*fix.vxray, *fix.native) if w in PLACEHOLDERS or w.startswith("#")]
 
 
 ACCURACY = [0, 0]  # trace verdicts agreeing with real pings, cases tried (tests/test_trace_accuracy.py)

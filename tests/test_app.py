@@ -12,12 +12,16 @@ from rich.style import Style
 from rich.text import Text
 from textual.command import CommandList
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Select, Static
+from textual.widgets import DataTable, Label, RichLog, Select, Static
 
 from backend.lab import runner
-from tui.app import VxrayApp
+from backend.model import HostSnapshot, Labels
+from tui.app import Confirm, VxrayApp
 from tui.cli import main
-from tui.source import live
+from tui.completer import VxrayCompleter
+from tui.context import Invocation
+from tui.registry import LINE_WORDS, SHELL_WORDS
+from tui.source import Source, from_file, live
 
 from conftest import Lab, sh
 
@@ -58,7 +62,7 @@ async def _command(pilot: Pilot[None], line: str) -> None:
 
 def test_views_fill_and_follow_the_kernel(seed: str) -> None:
     async def run() -> None:
-        app = VxrayApp(live([]))
+        app = VxrayApp(live(Invocation()))
         async with app.run_test(size=(160, 48)) as pilot:
             await _until(pilot, lambda: app.snapshot is not None)
             app.action_show_tab("Links")
@@ -77,7 +81,7 @@ def test_views_fill_and_follow_the_kernel(seed: str) -> None:
 
 def test_the_command_line_creates_a_network_and_the_view_shows_it(seed: str) -> None:
     async def run() -> None:
-        app = VxrayApp(live([]))
+        app = VxrayApp(live(Invocation()))
         async with app.run_test(size=(160, 48)) as pilot:
             await _until(pilot, lambda: app.snapshot is not None)
             app.action_show_tab("Links")
@@ -89,7 +93,7 @@ def test_the_command_line_creates_a_network_and_the_view_shows_it(seed: str) -> 
 
 def test_trace_highlights_the_failing_step_and_its_fix_makes_the_next_trace_deliver(seed: str) -> None:
     async def run() -> None:
-        app = VxrayApp(live([]))
+        app = VxrayApp(live(Invocation()))
         async with app.run_test(size=(160, 48)) as pilot:
             await _until(pilot, lambda: app.snapshot is not None)
             await _command(pilot, "trace vm33 vm3")
@@ -109,7 +113,7 @@ def test_trace_highlights_the_failing_step_and_its_fix_makes_the_next_trace_deli
 
 def test_the_command_line_suggests_from_the_same_names_as_the_shell(seed: str) -> None:
     async def run() -> None:
-        app = VxrayApp(live([]))
+        app = VxrayApp(live(Invocation()))
         async with app.run_test(size=(160, 48)) as pilot:
             await _until(pilot, lambda: app.snapshot is not None and app.vocabulary.networks)
             await pilot.press("colon")
@@ -125,7 +129,7 @@ def test_the_command_line_suggests_from_the_same_names_as_the_shell(seed: str) -
 
 def test_enter_on_a_mac_jumps_to_its_neighbours_and_names_its_owner(seed: str) -> None:
     async def run() -> None:
-        app = VxrayApp(live([]))
+        app = VxrayApp(live(Invocation()))
         async with app.run_test(size=(160, 48)) as pilot:
             await _until(pilot, lambda: app.snapshot is not None)
             app.action_show_tab("Links")
@@ -154,7 +158,7 @@ def _labels(node: object) -> list[str]:
 
 def test_topology_shows_bridges_containers_and_the_tunnels_fdb_sync_programs(seed: str) -> None:
     async def run() -> None:
-        app = VxrayApp(live([]))
+        app = VxrayApp(live(Invocation()))
         async with app.run_test(size=(160, 48)) as pilot:
             await _until(pilot, lambda: app.snapshot is not None)
             app.action_show_tab("Topology")
@@ -181,7 +185,7 @@ def _styled(text: Text, part: str) -> Style:
 
 def test_picking_both_ends_traces_and_colours_the_path_in_the_drawing(seed: str) -> None:
     async def run() -> None:
-        app = VxrayApp(live([]))
+        app = VxrayApp(live(Invocation()))
         async with app.run_test(size=(160, 48)) as pilot:
             await _until(pilot, lambda: app.snapshot is not None and app.ends == ["vm3", "vm33"])
             app.action_show_tab("Trace")
@@ -204,11 +208,11 @@ def test_picking_both_ends_traces_and_colours_the_path_in_the_drawing(seed: str)
 
 def test_the_command_palette_offers_every_action_and_a_trace_per_pair(seed: str) -> None:
     async def run() -> None:
-        app = VxrayApp(live([]))
+        app = VxrayApp(live(Invocation()))
         async with app.run_test(size=(160, 48)) as pilot:
             await _until(pilot, lambda: app.snapshot is not None and app.ends)
             titles = [c.title for c in app.get_system_commands(app.screen)]
-            for title in ("Command line", "Filter", "Show FDB", "Show Topology", "Apply fix", "Trace vm33 -> vm3"):
+            for title in ("Command", "Filter", "Show FDB", "Show Topology", "Apply fix", "Trace vm33 -> vm3"):
                 assert title in titles
             await pilot.press("ctrl+p")
             for ch in "Trace vm33 -> vm3":
@@ -228,7 +232,7 @@ def test_the_command_palette_offers_every_action_and_a_trace_per_pair(seed: str)
 
 def test_a_host_whose_namespace_is_gone_is_offline_and_the_others_stay_live(seed: str) -> None:
     async def run() -> None:
-        app = VxrayApp(live([]))
+        app = VxrayApp(live(Invocation()))
         async with app.run_test(size=(160, 48)) as pilot:
             await _until(pilot, lambda: app.snapshot is not None)
             assert app.badges[:2] == [("yy2", False), ("yy3", False)]
@@ -243,3 +247,76 @@ def test_a_host_whose_namespace_is_gone_is_offline_and_the_others_stay_live(seed
             await _until(pilot, lambda: any("vxlan1" in r for r in _cells(app, "#table-Links")))
 
     asyncio.run(run())
+
+
+def test_the_palette_the_line_and_the_shell_offer_the_same_commands(seed: str) -> None:
+    async def run() -> None:
+        app = VxrayApp(live(Invocation()))
+        async with app.run_test(size=(160, 48)) as pilot:
+            await _until(pilot, lambda: app.snapshot is not None)
+            palette = {c.title.removesuffix(" …") for c in app.get_system_commands(app.screen) if c.title.endswith("…")}
+            line = {c for c, _ in VxrayCompleter(lambda: app.vocabulary, lambda: None, "line").candidates([], "")}
+            shell = {c for c, _ in VxrayCompleter(lambda: app.vocabulary, lambda: None, "shell").candidates([], "")}
+            assert palette == line - set(LINE_WORDS) == shell - set(SHELL_WORDS)
+            assert {"network", "fdb", "trace", "doctor", "lab"} <= palette
+            assert not {"use", "help", "exit", "app", "shell", "agent"} & line, "the line offers only what it runs"
+
+    asyncio.run(run())
+
+
+def test_network_rm_on_the_line_asks_first_and_no_keeps_the_network(seed: str) -> None:
+    async def run() -> None:
+        app = VxrayApp(live(Invocation()))
+        async with app.run_test(size=(160, 48)) as pilot:
+            await _until(pilot, lambda: app.snapshot is not None)
+            app.dispatch_line("network rm prod --force")
+            await _until(pilot, lambda: isinstance(app.screen, Confirm) and bool(app.screen.query("#question")))
+            assert "vxray network rm prod --force" in str(app.screen.query_one("#question", Label).render())
+            await pilot.press("n")
+            await _until(pilot, lambda: any("not confirmed: vxray network rm prod --force" in s for s in _log(app)))
+            app.dispatch_line("network ls")
+            await _until(pilot, lambda: any("prod" in line and "overlay" in line for line in _log(app)))
+
+    asyncio.run(run())
+
+
+def test_the_line_runs_commands_in_process_and_shows_their_errors_in_red(seed: str) -> None:
+    async def run() -> None:
+        app = VxrayApp(live(Invocation()))
+        async with app.run_test(size=(160, 48)) as pilot:
+            await _until(pilot, lambda: app.snapshot is not None)
+            app.dispatch_line("network inspect nonet")
+            await _until(pilot, lambda: any("nonet" in line for line in _log(app)))
+            red = [s for s in app.query_one("#log", RichLog).lines if "exit 2" in s.text]
+            assert red and any(seg.style and seg.style.color and seg.style.color.name == "red" for seg in red[0])
+            app.dispatch_line("use lab x")
+            await _until(pilot, lambda: any("'use' is not a command of the app's line" in line for line in _log(app)))
+
+    asyncio.run(run())
+
+
+def test_a_failing_worker_is_one_red_line_and_a_notification(tmp_path: Path) -> None:
+    view = Path(__file__).parent / "fixtures" / "overlay-static.view.json"
+    saved = from_file(str(view))
+    reads = iter([saved.read(), None])
+
+    def read(*_: object) -> tuple[HostSnapshot, Labels]:
+        got = next(reads)
+        if got is None:  # the second read: a bug in a reader, not an operator's mistake
+            raise RuntimeError("the reader broke")
+        return got
+
+    async def run() -> None:
+        app = VxrayApp(Source(read, None, "breaking"))
+        async with app.run_test(size=(160, 48)) as pilot:
+            await _until(pilot, lambda: app.snapshot is not None)
+            app.action_refresh()
+            await _until(pilot, lambda: any("collect failed: RuntimeError: the reader broke" in s for s in _log(app)))
+            assert any("the reader broke" in n.message for n in app._notifications)
+            assert app.snapshot is not None, "the app goes on with what it showed"
+
+    asyncio.run(run())
+
+
+def _log(app: VxrayApp) -> list[str]:
+    return [strip.text for strip in app.query_one("#log", RichLog).lines]

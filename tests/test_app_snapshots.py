@@ -31,6 +31,7 @@ def _on(tab: str, line: str | None = None) -> Any:
         if line:
             app.dispatch_line(line)
         app.action_show_tab(tab)
+        await app.workers.wait_for_complete()  # the trace and the doctor are computed in workers
         await pilot.pause(0.2)
 
     return run_before

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sshd import Servers, vxray_command
@@ -30,7 +31,7 @@ from backend.lab.spec import FaultSpec, LabSpec, dump
 from backend.netns import Scope
 from tui.cli import main
 
-from conftest import DOCKER, DOCTOR, RUN_PREFIX, have
+from conftest import DOCKER, DOCTOR, PLACEHOLDERS, RUN_PREFIX, have
 
 pytestmark = [
     pytest.mark.docker,
@@ -92,8 +93,10 @@ def _sshd(spec: LabSpec, servers: Servers) -> list[str]:
 
 
 def _lab_agrees(scenario: str, via: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                capsys: pytest.CaptureFixture[str], must_try: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
-    """A Docker scenario as built: every pair traced over file:// and over ssh:// agrees with its ping."""
+                capsys: pytest.CaptureFixture[str], must_try: tuple[tuple[str, str], ...] = (),
+                must_fix: tuple[Command, ...] = ()) -> None:  # fmt: skip
+    """A Docker scenario as built: every pair traced over file:// and over ssh:// agrees with its ping; the
+    failing traces' fixes hold no placeholder, and include ``must_fix``."""
     monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
     name = f"{RUN_PREFIX}{scenario[7:9]}"
     spec = replace(runner.load(scenario)[0], name=name)
@@ -104,8 +107,9 @@ def _lab_agrees(scenario: str, via: str, tmp_path: Path, monkeypatch: pytest.Mon
         runner.up(spec, dump(spec))
         tried = docker_build.targets(runner.built(name), runner.lab_dir(name))
         assert all(pair in tried for pair in must_try), (must_try, sorted(tried))
-        wrong, _ = _agreement(name, tmp_path, capsys, ssh=_sshd(spec, servers))
+        wrong, fixes = _agreement(name, tmp_path, capsys, ssh=_sshd(spec, servers))
         assert not wrong, wrong
+        assert not [f for f in fixes if PLACEHOLDERS & set(f[0])] and set(must_fix) <= set(fixes), fixes
     finally:
         servers.stop()
         runner.down(name)
@@ -133,7 +137,7 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 
 
 def _agreement(name: str, home: Path, capsys: pytest.CaptureFixture[str], first: str | None = None,
-               ssh: list[str] | None = None) -> tuple[list[str], list[str]]:  # fmt: skip
+               ssh: list[str] | None = None) -> tuple[list[str], list[Command]]:  # fmt: skip
     """Each ordered pair: fresh snapshots, the trace by container name over ``file://`` snapshots and
     (given ``ssh``: the module's sshds) over ``ssh://`` agents, then the real ping — a ping that passes teaches
     learning devices, so the next pair is read anew; pairs sent from host ``first`` go first, before
@@ -159,24 +163,31 @@ def _agreement(name: str, home: Path, capsys: pytest.CaptureFixture[str], first:
                 wrong.append(f"{a} -> {b} over {how}: trace says {step['decision']!r}, ping says "
                              f"{'ok' if real else 'lost'}")  # fmt: skip
         if t["failed_step"] is not None and (fix := t["steps"][t["failed_step"]]["fix"]):
-            fixes.append(fix["vxray"] or fix["native"])
+            fixes.append(_command(fix))
     return wrong, fixes
 
 
-def _run_fix(name: str, printed: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """A fix as printed: vxray's (``vxray fdb sync prod``, run in the lab, whose hosts are Docker's), or the
-    plain one (``on dh2: nsenter --net=… bridge fdb …``), run where it says — a lab host's own namespace
+Command = tuple[tuple[str, ...], str]  # an argv, and the machine it runs on ("": here)
+
+
+def _command(fix: dict[str, Any]) -> Command:
+    """The command a fix (as ``--json`` gives it) runs: vxray's, else the native one on its machine."""
+    return (tuple(fix["vxray"]), "") if fix["vxray"] else (tuple(fix["native"]), fix["on"])
+
+
+def _run_fix(name: str, command: Command, capsys: pytest.CaptureFixture[str]) -> None:
+    """A fix's argv as it is: vxray's (``vxray fdb sync prod``, run in the lab, whose hosts are Docker's), or
+    the native one (``nsenter --net=… bridge fdb …``) on its machine (``on dh2``) — a lab host's own namespace
     is that machine."""
-    if printed.startswith("vxray "):
-        code, out = _cli(capsys, *shlex.split(printed)[1:])
-        assert code == 0, f"the printed fix failed: {printed}: {out}"
+    argv, machine = command
+    assert argv, "the fix names a command"
+    if argv[0] == "vxray":
+        code, out = _cli(capsys, *argv[1:])
+        assert code == 0, f"the fix failed: {shlex.join(argv)}: {out}"
         return
-    host, _, command = printed.partition(": ") if printed.startswith("on ") else ("", "", printed)
-    argv = shlex.split(command)
-    if host:
-        argv = ["ip", "netns", "exec", f"{name}.{host.removeprefix('on ')}", *argv]
-    proc = subprocess.run(argv, capture_output=True, text=True)
-    assert proc.returncode == 0, f"the printed fix failed: {printed}: {proc.stderr}"
+    enter = ["ip", "netns", "exec", f"{name}.{machine}"] if machine else []
+    proc = subprocess.run([*enter, *argv], capture_output=True, text=True)
+    assert proc.returncode == 0, f"the fix failed on {machine}: {shlex.join(argv)}: {proc.stderr}"
 
 
 def test_trace_agrees_with_real_pings_on_a_swarm_routed_between_two_segments(
@@ -188,7 +199,9 @@ def test_trace_agrees_with_real_pings_on_a_swarm_routed_between_two_segments(
 def test_trace_agrees_with_real_pings_on_one_engine_with_user_bridges_macvlan_and_isolation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _lab_agrees("docker-bridge", "dk", tmp_path, monkeypatch, capsys, must_try=(("a1", "b1"), ("a1", "m1")))
+    connect = (("docker", "network", "connect", "net2", "a1"), "dk")  # isolated bridges: never a deleted rule
+    _lab_agrees("docker-bridge", "dk", tmp_path, monkeypatch, capsys, must_try=(("a1", "b1"), ("a1", "m1")),
+                must_fix=(connect,))  # fmt: skip
 
 
 def test_trace_agrees_with_real_pings_on_the_swarm_as_docker_built_it(
@@ -230,12 +243,12 @@ def test_trace_and_doctor_agree_with_real_pings_under_a_fault_and_the_printed_fi
     wrong, fixes = _agreement(name, home, capsys, first, SSH)
     assert not wrong, wrong
     assert fixes, "some pair fails under the fault, and its trace prints a fix"
-    for printed in dict.fromkeys(fixes):
-        _run_fix(name, printed, capsys)
+    for command in dict.fromkeys(fixes):
+        _run_fix(name, command, capsys)
     for _ in range(4):  # what the trace's fix uncovers (a device set up again lost its proxy-ARP entries)
         found = codec.json.loads(_cli(capsys, *_files(name, home), "doctor", "--json")[1])
-        for printed in dict.fromkeys(f["fix"]["vxray"] or f["fix"]["native"] for f in found if f["fix"]):
-            _run_fix(name, printed, capsys)
+        for command in dict.fromkeys(_command(f["fix"]) for f in found if f["fix"]):
+            _run_fix(name, command, capsys)
     wrong, fixes = _agreement(name, home, capsys, first, SSH)
     assert not wrong and not fixes, (wrong, fixes)
     code, out = _cli(capsys, *_files(name, home), "doctor")
@@ -370,8 +383,9 @@ def test_a_published_port_that_lost_its_accept_rule_is_found_by_trace_and_doctor
     assert findings and "published port 8081" in findings[0]["title"], [f["title"] for f in findings]
     t = codec.json.loads(_cli(capsys, *_files(name, home), "trace", "vm33", "dh1:8081", "--json")[1])
     fix = t["steps"][t["failed_step"]]["fix"]
-    assert "-I DOCKER -d " in fix["native"] and "--dport 80 -j ACCEPT" in fix["native"], fix
-    _run_fix(name, fix["native"], capsys)
+    assert "-I DOCKER -d " in fix["native_line"] and "--dport 80 -j ACCEPT" in fix["native_line"], fix
+    assert fix["vxray"] == [] and fix["missing"], "vxray writes no published port's rule back"
+    _run_fix(name, _command(fix), capsys)
     agree(True)
 
 
@@ -389,7 +403,7 @@ def test_one_docker_host_read_alone_is_checked_against_what_its_engine_says_of_t
     findings = codec.json.loads(_cli(capsys, "-H", *dh2, "doctor", "--json")[1])
     assert findings and "no FDB entry" in findings[0]["title"], [f["title"] for f in findings]
     assert "vm4 10.0.9.104 on node 192.168.77.11" in findings[0]["evidence"][0], findings[0]["evidence"]
-    assert _cli(capsys, *findings[0]["fix"]["vxray"].split()[1:])[0] == 0
+    assert _cli(capsys, *findings[0]["fix"]["vxray"][1:])[0] == 0
     assert "no findings" in _cli(capsys, "-H", *[f for f in _files(name, home) if f.startswith("dh2=")], "doctor")[1]
 
 

@@ -51,7 +51,8 @@ def test_doctor_ranks_the_injected_fault_first_and_is_clean_after_the_fix(
     code, findings = _doctor(capsys)
     top = findings[0]
     assert code == 1
-    assert top["host"] == host and words in top["title"] and top["fix"]["vxray"] == fix, top
+    assert top["host"] == host and words in top["title"] and top["fix"]["vxray"] == shlex.split(fix), top
+    assert top["fix"]["vxray_line"] == fix
     assert top["evidence"], "every finding shows its evidence"
     for line in runner.load(scenario)[0].solution:
         assert main(shlex.split(line)) == 0

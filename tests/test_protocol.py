@@ -9,8 +9,9 @@ import pytest
 
 from backend import codec
 from backend.merge import merge
-from backend.protocol import PROTOCOL, Hello, ProtocolError, changes_state, parse_hello, parse_request, refusal
+from backend.protocol import PROTOCOL, Hello, ProtocolError, parse_hello, parse_request
 from diagnostics.world import World
+from tui.registry import POLICY
 
 VIEW = Path(__file__).parent / "fixtures" / "overlay-static.view.json"
 
@@ -24,15 +25,18 @@ VIEW = Path(__file__).parent / "fixtures" / "overlay-static.view.json"
     ],
 )  # fmt: skip
 def test_read_only_tells_reading_commands_from_changing_ones(argv: list[str], changes: bool) -> None:
-    assert changes_state(argv) is changes
-    assert (refusal(argv, read_only=True) is not None) is (changes or argv[0] == "lab"), "lab: never over an agent"
+    assert POLICY.changes_state(argv) is changes
+    assert (POLICY.refusal(argv, read_only=True) is not None) is (changes or argv[0] == "lab"), (
+        "lab: never over an agent"
+    )
 
 
 def test_an_agent_runs_only_vxrays_own_operations() -> None:
-    assert refusal(["lab", "down", "x"], read_only=False) is not None
-    assert "not a vxray operation" in (refusal(["sh", "-c", "id"], read_only=False) or "")
-    assert refusal([], read_only=False) is not None
-    assert refusal(["fdb", "add", "02:42:ac:15:00:01"], read_only=False) is None
+    assert POLICY.refusal(["lab", "down", "x"], read_only=False) is not None
+    assert "not a vxray operation" in (POLICY.refusal(["sh", "-c", "id"], read_only=False) or "")
+    assert POLICY.refusal([], read_only=False) is not None
+    assert POLICY.refusal(["fdb", "add", "02:42:ac:15:00:01"], read_only=False) is None
+    assert POLICY.refusal(["app"], read_only=False) is not None, "a door is never opened for a client"
 
 
 def test_greetings_and_requests_parse_or_fail_in_one_line() -> None:

@@ -31,14 +31,14 @@ from backend.shellwords import shell_line
 from diagnostics.desired import observed
 from diagnostics.doctor import Finding, doctor
 from diagnostics.netfilter import Decision
-from diagnostics.trace import Fix, Trace, trace
+from diagnostics.trace import Fix, Trace, fix_in, trace
 from diagnostics.world import World
 from tui.app import Confirm, VxrayApp
-from tui.cli import doctor_lines
+from tui.output import doctor_lines
 from tui.source import from_file
 from tui.trace_text import trace_lines
 
-from conftest import Lab, have
+from conftest import Lab, have, placeholders
 
 VIEW = Path(__file__).parent / "fixtures" / "overlay-static.view.json"
 VXRAY = os.path.join(os.path.dirname(sys.executable), "vxray")
@@ -168,9 +168,8 @@ def _fix(t: Trace) -> Fix:
         ("vxlan-dropped", None, ["vxray", "host", "set", YY2, "udp.4789=accept"],
          _in(HOST2, "iptables-nft", "-D", "INPUT", "!", "-s", "10.9.9.9/32", "-i", ETH, "-p", "udp", "-m", "udp",
              "--dport", "4789", "-j", "DROP")),
-        ("no-route", None, ["vxray", "network", "connect", "NETWORK", VM33],
-         _in(VM33_NS, "ip", "route", "add", VM3_IP, "via", "GATEWAY")),
-        ("vxlan-down", None, ["vxray", "network", "repair", NET], _in(SANDBOX3, "ip", "link", "set", VX, "up")),
+        ("no-route", None, [], _in(VM33_NS, "ip", "route", "add", "172.21.0.0/16", "dev", ETH, "src", "172.21.0.2")),
+        ("vxlan-down", None, [], _in(SANDBOX3, "ip", "link", "set", VX, "up")),  # the store's repair sets none up
         ("wrong-arp", None, ["vxray", "arp", "del", VM3_IP, "--container", VM33],
          _in(VM33_NS, "ip", "neigh", "del", VM3_IP, "dev", ETH)),
         ("narrow-underlay", 1400, ["vxray", "host", "set", YY3, f"mtu.{ETH}=1478"],
@@ -183,14 +182,14 @@ def test_a_trace_fix_reads_back_as_the_intended_words_whatever_the_names(
 ) -> None:
     t = _trace(SCENARIOS[scenario], size)
     fix = _fix(t)
-    assert (_argv(fix.vxray), _argv(fix.native)) == (vxray, native)
+    assert (list(fix.vxray), list(fix.native), fix.runnable) == (vxray, native, bool(vxray))
     printed = trace_lines(t, {}, "trace")  # what `vxray trace` prints
-    assert [_argv(line.removeprefix("  fix: ")) for line in printed if line.startswith("  fix: ")] == (
-        [vxray] if vxray else []
-    )
+    shown = [line.removeprefix("  fix: ") for line in printed if line.startswith("  fix: ")]
+    assert shown == [fix.vxray_line if vxray else f"none runnable — {fix.missing}"] and (vxray or fix.missing)
     assert [_argv(line.removeprefix("  or:  ")) for line in printed if line.startswith("  or:  ")] == [native]
     as_json = json.loads(json.dumps(t.as_dict()))["steps"][t.failed_step]["fix"]  # `vxray trace --json`
-    assert (_argv(as_json["vxray"]), _argv(as_json["native"])) == (vxray, native)
+    assert (as_json["vxray"], as_json["native"], as_json["missing"]) == (vxray, native, fix.missing)
+    assert (_argv(as_json["vxray_line"]), _argv(as_json["native_line"])) == (vxray, native)
 
 
 def _finding(scenario: str, words: str) -> Finding:
@@ -206,38 +205,51 @@ def _finding(scenario: str, words: str) -> Finding:
         ("vxlan-dropped", "drops VXLAN", ["vxray", "host", "set", YY2, "udp.4789=accept"],
          _in(HOST2, "iptables-nft", "-D", "INPUT", "!", "-s", "10.9.9.9/32", "-i", ETH, "-p", "udp", "-m", "udp",
              "--dport", "4789", "-j", "DROP")),
-        ("vxlan-down", "is down", ["vxray", "network", "repair", NET], _in(SANDBOX3, "ip", "link", "set", VX, "up")),
+        ("vxlan-down", "is down", [], _in(SANDBOX3, "ip", "link", "set", VX, "up")),
         ("wrong-arp", "stale static ARP", ["vxray", "arp", "add", VM3_IP, VM3_MAC, "--container", VM33],
          _in(VM33_NS, "ip", "neigh", "replace", VM3_IP, "lladdr", VM3_MAC, "dev", ETH, "nud", "permanent")),
         ("narrow-underlay", "MTU mismatch", ["vxray", "host", "set", YY3, f"mtu.{ETH}=1500"],
          _in(HOST3, "ip", "link", "set", ETH, "mtu", "1500")),
         ("wide-container", "has MTU 1500", ["vxray", "network", "repair", NET],
          _in(VM33_NS, "ip", "link", "set", ETH, "mtu", "1450")),
-        ("vni-mismatch", "VNI mismatch", ["vxray", "network", "repair", NET, "--host", YY3],
-         _in(SANDBOX3, "ip", "link", "del", VX)),
+        ("vni-mismatch", "VNI mismatch", ["vxray", "network", "repair", NET, "--host", YY3], []),
     ],
 )  # fmt: skip
 def test_a_doctor_fix_reads_back_as_the_intended_words_whatever_the_names(
     scenario: str, words: str, vxray: list[str], native: list[str]
 ) -> None:
     found = _finding(scenario, words)
-    assert found.fix is not None
-    assert (_argv(found.fix.vxray), _argv(found.fix.native)) == (vxray, native)
+    fix = found.fix
+    assert fix is not None
+    assert (list(fix.vxray), list(fix.native), fix.runnable) == (vxray, native, bool(vxray))
     printed = doctor_lines([found])  # what `vxray doctor` prints
-    assert f"      fix: {found.fix.vxray}" in printed and f"      or:  {found.fix.native}" in printed
+    assert f"      fix: {fix.vxray_line if vxray else f'none runnable — {fix.missing}'}" in printed
+    assert [_argv(line.removeprefix("      or:  ")) for line in printed if line.startswith("      or:  ")] == (
+        [native] if native else []
+    )
     as_json = json.loads(json.dumps(found.as_dict()))["fix"]  # `vxray doctor --json`
-    assert (_argv(as_json["vxray"]), _argv(as_json["native"])) == (vxray, native)
+    assert (as_json["vxray"], as_json["native"], as_json["missing"]) == (vxray, native, fix.missing)
+
+
+def _fixes() -> list[Fix]:
+    """Every fix a trace (with and without DF) or the doctor gives, in every scenario."""
+    fixes = []
+    for edits in SCENARIOS.values():
+        w = _world(edits)
+        fixes += [s.fix for size in (None, 1400) for s in _trace(edits, size).steps if s.fix]
+        fixes += [f.fix for f in doctor(w, observed(w)) if f.fix]
+    return fixes
 
 
 def _printed_commands() -> list[str]:
-    """Every command a trace (with and without DF) or the doctor names, in every scenario."""
-    commands = []
-    for edits in SCENARIOS.values():
-        w = _world(edits)
-        fixes = [s.fix for size in (None, 1400) for s in _trace(edits, size).steps if s.fix]
-        fixes += [f.fix for f in doctor(w, observed(w)) if f.fix]
-        commands += [c for fix in fixes for c in (fix.vxray, fix.native) if c.startswith(("vxray ", "ip "))]
-    return sorted(set(commands))
+    """Every command a trace or the doctor names, in every scenario."""
+    lines = [c for fix in _fixes() for c in (fix.vxray_line, fix.native_line)]
+    return sorted({c for c in lines if c.startswith(("vxray ", "ip "))})
+
+
+def test_no_fix_holds_a_placeholder_and_one_vxray_cannot_run_says_why() -> None:
+    for fix in _fixes():
+        assert placeholders(fix) == [] and (fix.runnable or fix.missing), fix
 
 
 def test_bash_reads_every_printed_fix_as_shlex_does_and_runs_nothing_a_name_holds(tmp_path: Path) -> None:
@@ -258,24 +270,16 @@ def test_a_command_in_another_machines_sandbox_quotes_its_bind_mount_and_the_mac
     merged, labels = merge([("dh;2", HostSnapshot("dh;2", 0.0, "6", (sandbox,)), Labels(), "host")])
     w = World([merged], labels)
     key = next(k for k, p in w.places.items() if p.ns.kind == "overlay-sandbox")
-    line = w.command_in(key, shell_line("ip", "neigh", "del", VM3_IP, "dev", VX))
-    assert line.startswith("on 'dh;2': ")
-    assert _argv(line.removeprefix("on 'dh;2': ")) == [
-        "nsenter",
-        f"--net={path}",
-        "ip",
-        "neigh",
-        "del",
-        VM3_IP,
-        "dev",
-        VX,
-    ]
+    argv = ("nsenter", f"--net={path}", "ip", "neigh", "del", VM3_IP, "dev", VX)  # run on that machine as it is
+    assert (w.command_in(key, *argv[2:]), w.machine_of(key)) == (argv, "dh;2")
+    line = fix_in(w, key, native=argv[2:]).native_line  # the machine is said before the line, no word of it
+    assert line.startswith("on 'dh;2': ") and _argv(line.removeprefix("on 'dh;2': ")) == list(argv)
 
 
 def test_an_iptables_rule_no_shell_could_read_is_deleted_word_by_word() -> None:
     rule = Rule("FORWARD", '-i "x;>c1 -j DROP', target="DROP")
-    line = Decision("DROP", "legacy", "FORWARD", rule).undo()
-    assert _argv(line) == ["iptables-legacy", "-D", "FORWARD", "-i", '"x;>c1', "-j", "DROP"]
+    argv = Decision("DROP", "legacy", "FORWARD", rule).undo()
+    assert list(argv) == _argv(shell_line(*argv)) == ["iptables-legacy", "-D", "FORWARD", "-i", '"x;>c1', "-j", "DROP"]
 
 
 def test_ordinary_words_and_iptables_negation_print_as_always() -> None:
@@ -302,18 +306,22 @@ def test_the_app_shows_the_fixes_as_printed_and_asks_before_running_the_one_it_w
             while app.world is None:
                 await pilot.pause(0.05)
             app.show_trace(VM33_NS, VM3_IP)
-            assert f"fix ([f] applies it): {fix.vxray}" in str(app.query_one("#verdict", Static).render())
+            await app.workers.wait_for_complete()  # traced off the screen's thread, then shown
+            await pilot.pause(0.1)
+            assert f"fix ([f] applies it): {fix.vxray_line}" in str(app.query_one("#verdict", Static).render())
             app.action_show_tab("Doctor")
+            await app.workers.wait_for_complete()
+            await pilot.pause(0.1)
             stale = next(i for i, f in enumerate(app.findings) if "stale static ARP" in f.title)
             app.query_one("#doctor", DataTable).move_cursor(row=stale)
             await pilot.pause(0.2)
             shown = app.findings[stale].fix
-            assert shown is not None and f"fix: {shown.vxray}" in str(app.query_one("#evidence", Static).render())
+            assert shown is not None and f"fix: {shown.vxray_line}" in str(app.query_one("#evidence", Static).render())
             await pilot.press("f")
             await pilot.pause(0.2)
             assert isinstance(app.screen, Confirm)
             question = str(app.screen.query_one("#question", Label).render())
-            assert question.startswith(f"Run `{fix.vxray}` and trace") and question.endswith("[y] yes   [n] no")
+            assert question.startswith(f"Run `{fix.vxray_line}` and trace") and question.endswith("[y] yes   [n] no")
             await pilot.press("n")
 
     asyncio.run(run())

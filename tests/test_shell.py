@@ -24,7 +24,7 @@ from tui.cli import main
 from tui.completer import VxrayCompleter
 from tui.grammar import UsageError, parser
 from tui.lexer import CommandLexer, first_problem
-from tui.shell import Shell, interactive
+from tui.shell import Shell, interactive, may_change_names
 
 from conftest import Lab
 
@@ -202,3 +202,15 @@ def test_the_parser_raises_only_its_usage_error_on_any_line(line: str) -> None:
         pass
     except SystemExit as exc:
         assert exc.code == 0, "only --help may exit, and successfully"
+
+
+def test_the_vocabulary_is_refreshed_in_the_background_after_changes_only(seed: str) -> None:
+    assert not any(may_change_names(line) for line in ("network ls", "trace vm33 vm3", "fdb sync prod --dry-run"))
+    assert may_change_names("network create n2 --subnet 172.30.0.0/24") and may_change_names("fdb sync prod")
+    sh = Shell()
+    sh.refresh_in_background().join(30)
+    assert set(_complete(sh, "network inspect ")) == {"prod"}
+    assert sh.execute("network create n2 --subnet 172.30.0.0/24 --host yy2") == 0
+    assert set(_complete(sh, "network inspect ")) == {"prod"}, "no read on the prompt's path"
+    sh.refresh_in_background().join(30)
+    assert set(_complete(sh, "network inspect ")) == {"prod", "n2"}

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from backend.lab import runner
 from tui.cli import main
+from tui.trace_text import fix_lines
 
-from conftest import Lab
+from conftest import Lab, placeholders
 
 
 @pytest.fixture
@@ -47,7 +49,7 @@ def test_trace_of_the_field_notes_overlay_stops_at_the_unanswered_arp_then_passe
     assert code == 1
     assert (step["host"], step["table"], step["netns"]) == ("yy3", "neigh", f"{name}.yy3-vm33")
     assert "ARP request unanswered" in step["decision"] and "neighbour table" in step["decision"]
-    assert step["fix"]["vxray"] == "vxray fdb sync prod"
+    assert step["fix"]["vxray"] == ["vxray", "fdb", "sync", "prod"]
     for line in runner.load("overlay-static")[0].solution:
         assert main(shlex.split(line)) == 0
     code, t = _trace(capsys, "vm33", "vm3")
@@ -64,8 +66,10 @@ def test_trace_stops_at_missing_fdb_entry_and_names_the_entry_to_add(
     step = _failed(t)
     assert (step["host"], step["table"]) == ("yy3", "vxlan fdb")
     assert step["entry"] == "no entry for 02:42:ac:15:00:01 on vxlan1"
-    assert step["fix"]["vxray"].startswith("vxray fdb add 02:42:ac:15:00:01 --network prod dst 10.193.6.36 --host yy3")
-    assert step["fix"]["native"].endswith("bridge fdb replace 02:42:ac:15:00:01 dev vxlan1 dst 10.193.6.36")
+    assert step["fix"]["vxray"] == shlex.split(
+        "vxray fdb add 02:42:ac:15:00:01 --network prod dst 10.193.6.36 --host yy3"
+    )
+    assert step["fix"]["native"][-8:] == shlex.split("bridge fdb replace 02:42:ac:15:00:01 dev vxlan1 dst 10.193.6.36")
     _, t = _trace(capsys, "vm3", "vm33")
     assert _failed(t)["direction"] == "reply", "the request gets through; the reply has no entry on yy3"
     runner.down(name)
@@ -79,7 +83,7 @@ def test_trace_names_the_vni_mismatch_on_the_receiving_host(
     step = _failed(t)
     assert (step["host"], step["table"]) == ("yy3", "vxlan")
     assert step["decision"].startswith("VNI mismatch") and "vxlan1 VNI 257" in step["entry"]
-    assert step["fix"]["vxray"] == "vxray network repair prod"
+    assert step["fix"]["vxray_line"] == "vxray network repair prod"
     runner.down(name)
 
 
@@ -91,7 +95,7 @@ def test_trace_finds_the_input_rule_dropping_vxlan_and_the_setting_that_removes_
     step = _failed(t)
     assert (step["host"], step["table"]) == ("yy3", "filter INPUT")
     assert "--dport 4789 -j DROP" in step["entry"]
-    assert step["fix"]["vxray"] == "vxray host set yy3 udp.4789=accept"
+    assert step["fix"]["vxray_line"] == "vxray host set yy3 udp.4789=accept"
     runner.down(name)
 
 
@@ -100,7 +104,7 @@ def test_trace_blames_the_routers_forward_policy(lab: Lab, home: Path, capsys: p
     _, t = _trace(capsys, "web1", "web2")
     step = _failed(t)
     assert (step["host"], step["table"], step["entry"]) == ("r1", "filter FORWARD", "nft FORWARD policy DROP")
-    assert step["fix"]["vxray"] == "vxray host set r1 forward_policy=ACCEPT"
+    assert step["fix"]["vxray_line"] == "vxray host set r1 forward_policy=ACCEPT"
     runner.down(name)
 
 
@@ -111,7 +115,7 @@ def test_trace_reports_ip_forward_off_where_flannel_routes(
     _, t = _trace(capsys, "a1", "b1")
     step = _failed(t)
     assert (step["host"], step["table"], step["entry"]) == ("node2", "sysctl", "net.ipv4.ip_forward = 0")
-    assert step["fix"]["vxray"] == "vxray host set node2 ip_forward=1"
+    assert step["fix"]["vxray_line"] == "vxray host set node2 ip_forward=1"
     runner.down(name)
 
 
@@ -124,7 +128,7 @@ def test_trace_with_a_size_finds_the_underlay_mtu_that_drops_full_size_packets(
     _, t = _trace(capsys, "vm3", "vm33", "--size", "1422", "--df")
     step = _failed(t)
     assert (step["host"], step["table"], step["entry"]) == ("yy3", "mtu", "eth0 mtu 1400")
-    assert step["fix"]["vxray"] == "vxray host set yy3 mtu.eth0=1500"
+    assert step["fix"]["vxray_line"] == "vxray host set yy3 mtu.eth0=1500"
     runner.down(name)
 
 
@@ -189,3 +193,85 @@ def test_trace_stops_at_an_external_vxlan_device_that_a_bridged_frame_cannot_use
     t = trace(world, ctr, "10.9.9.2")
     step = t.steps[t.failed_step]
     assert not t.delivered and step.table == "vxlan" and "tunnel metadata" in step.decision
+
+
+def test_trace_fix_for_isolated_bridges_is_network_connect(
+    lab: Lab, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = _up(lab, "bridge-isolation")
+    assert runner.check(name) == [("a", "b"), ("b", "a")], "Docker's isolation chains keep the bridges apart"
+    code, t = _trace(capsys, "a", "b")
+    step = _failed(t)
+    assert code == 1 and step["table"] == "filter FORWARD" and "DOCKER-ISOLATION-STAGE-2" in step["entry"]
+    (solution,) = runner.load("bridge-isolation")[0].solution  # network connect net192 a
+    assert step["fix"]["vxray"] == ["vxray", *shlex.split(solution)]
+    assert step["fix"]["native"] == [], "never delete Docker's isolation rule"
+    assert main(step["fix"]["vxray"][1:]) == 0
+    assert runner.check(name) == []
+    assert _trace(capsys, "a", "b")[0] == 0
+    runner.down(name)
+
+
+def _pair(lab: Lab) -> tuple[str, str]:
+    """Two namespaces joined by a veth (veth1 in the first, veth2 in the second) on 10.96.0.0/24."""
+    a, b = lab.netns("pair-a"), lab.netns("pair-b")
+    lab.veth(a, "veth1", b, "veth2")
+    lab.ip(a, "addr", "add", "10.96.0.1/24", "dev", "veth1")
+    lab.ip(b, "addr", "add", "10.96.0.2/24", "dev", "veth2")
+    return a, b
+
+
+def _pings(lab: Lab, src: str, dst: str) -> bool:
+    """Any of three probes answered: a device just set up answers once its carrier is up."""
+    return lab.run(src, "ping", "-c", "3", "-i", "0.2", "-W", "1", dst, check=False).returncode == 0
+
+
+@pytest.mark.parametrize("end", ["sender's", "receiver's"])
+def test_trace_fix_for_a_down_veth_is_link_up(lab: Lab, end: str) -> None:
+    from backend.collect import collect
+    from backend.netns import Scope
+    from diagnostics.trace import trace
+    from diagnostics.world import World
+
+    a, b = _pair(lab)
+    assert _pings(lab, a, "10.96.0.2")
+    ns, dev = (a, "veth1") if end == "sender's" else (b, "veth2")
+    lab.ip(ns, "link", "set", dev, "down")  # broken with plain ip: the sender's end takes its route with it
+    assert not _pings(lab, a, "10.96.0.2")
+    t = trace(World([collect(Scope(netns=(a, b)), docker="none")]), a, "10.96.0.2")
+    fix = t.steps[t.failed_step or 0].fix
+    assert not t.delivered and fix is not None
+    assert fix.native == ("ip", "netns", "exec", ns, "ip", "link", "set", dev, "up")
+    assert fix.vxray == () and not fix.runnable and "no command" in fix.missing, "vxray manages no such link"
+    subprocess.run(fix.native, check=True)  # the argv as it is, no shell
+    assert _pings(lab, a, "10.96.0.2")
+
+
+def test_fix_with_an_unknown_value_is_not_runnable(lab: Lab) -> None:
+    from backend.collect import collect
+    from backend.model import Labels
+    from backend.netns import Scope
+    from diagnostics.trace import trace
+    from diagnostics.world import World
+
+    a, b = _pair(lab)
+    lab.ip(b, "link", "add", "blue0", "type", "bridge")
+    lab.ip(b, "addr", "add", "10.95.0.2/24", "dev", "blue0")
+    lab.ip(b, "link", "set", "blue0", "up")
+    snap = collect(Scope(netns=(a, b)), docker="none")
+    containers = {a: "ca", b: "cb"}
+    cases = [  # a has no route to b's other address: through which gateway, onto which network, is not known
+        (Labels(), "which gateway leads to 10.95.0.2: the snapshots do not say"),
+        (Labels(containers=containers), "which network to connect ca to: the snapshots do not say which network "
+                                        "10.95.0.2 is on"),
+    ]  # fmt: skip
+    for labels, missing in cases:
+        t = trace(World([snap], labels), a, "10.95.0.2")
+        fix = t.steps[t.failed_step or 0].fix
+        assert fix is not None and not fix.runnable and fix.missing == missing
+        assert (fix.vxray, fix.native, placeholders(fix)) == ((), (), [])
+        assert fix_lines(fix) == [f"fix: none runnable — {missing}"]
+    known = Labels(containers=containers, endpoints={b: {"10.95.0.2": "blue"}})  # the store says which
+    t = trace(World([snap], known), a, "10.95.0.2")
+    fix = t.steps[t.failed_step or 0].fix
+    assert fix is not None and fix.vxray == ("vxray", "network", "connect", "blue", "ca") and fix.runnable

@@ -6,7 +6,8 @@ containers is traced over a snapshot taken first, probed live along the trace
 (``--live``), then pinged for real. A case agrees when the simulated verdict
 (packet and reply delivered, or not) is what the ping saw, and the live probe
 was seen exactly at the steps the simulation says it reaches — so a drop is
-placed at the right step. Both figures are printed at the end of the run.
+placed at the right step. Both figures are printed at the end of the run. And
+no fix a trace or the doctor gives holds a placeholder for a value it lacks.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from backend.lab import runner
 from backend.lab.spec import FaultSpec, LabSpec, dump
 from backend.observe import observe
 from backend.probe import Probe
+from diagnostics.doctor import Desired, doctor
 from diagnostics.live import compare, first_disagreement, watch_points
 from diagnostics.trace import Trace, trace
 from diagnostics.world import World
 from tui.cli import main
 
-from conftest import ACCURACY, LIVE, Lab
+from conftest import ACCURACY, LIVE, Lab, placeholders
 
 OVERLAY, FLANNEL, SWARM = "overlay-fdb-broken", "flannel-vxlan", "swarm-routed"
 FAULTS: list[tuple[str, FaultSpec, int | None]] = [
@@ -64,17 +66,21 @@ def _live(t: Trace, underlay: str, netns: str, ip: str, size: int | None) -> int
 
 
 def _agreement(name: str, size: int | None) -> list[str]:
-    """Trace every pair over a snapshot, probe it live, then ping it; the pairs where they disagree."""
+    """Trace every pair over a snapshot, probe it live, then ping it; the pairs where they disagree, and the
+    fixes (the traces', the doctor's) that hold a placeholder."""
     ctx = runner.context(name)
     snap, labels = observe(ctx, f"{name}.ul")
     world = World([snap], labels)
     pairs = runner.targets(ctx)
     predicted = {pair: trace(world, netns, ip, size=size, df=size is not None) for pair, (netns, ip) in pairs.items()}
+    want = Desired(tuple(ctx.store.hosts()), tuple(ctx.store.networks()), tuple(ctx.store.endpoints()))
+    fixes = [s.fix for t in predicted.values() for s in t.steps if s.fix]
+    fixes += [f.fix for f in doctor(world, want) if f.fix]
     with ThreadPoolExecutor(max_workers=16) as pool:
         live = dict(zip(pairs, pool.map(lambda p: _live(predicted[p], f"{name}.ul", *pairs[p], size), pairs),
                         strict=True))  # fmt: skip
     real = runner.reachability(ctx, size)
-    wrong = []
+    wrong = [f"a fix holds {placeholders(f)}: {f}" for f in fixes if placeholders(f)]
     for (a, b), t in predicted.items():
         ACCURACY[0] += t.delivered == real[a][b]
         ACCURACY[1] += 1

@@ -7,6 +7,7 @@ import pytest
 from backend.errors import VxrayError
 from backend.merge import merge
 from backend.model import Address, ContainerInfo, HostSnapshot, Labels, Link, Namespace
+from diagnostics.trace import fix_in
 from diagnostics.world import World
 
 
@@ -50,7 +51,10 @@ def test_a_fix_in_another_machines_sandbox_names_the_machine_and_enters_by_its_b
     merged, labels = merge([("dh2", snap, Labels(), "host")])
     w = World([merged], labels)
     key = next(k for k, p in w.places.items() if p.ns.kind == "overlay-sandbox")
-    assert w.command_in(key, "ip neigh") == "on dh2: nsenter --net=/run/docker/netns/1-abcdefghij ip neigh"
+    assert w.command_in(key, "ip", "neigh") == ("nsenter", "--net=/run/docker/netns/1-abcdefghij", "ip", "neigh")
+    assert w.machine_of(key) == "dh2", "the argv runs on dh2"
+    fix = fix_in(w, key, native=("ip", "neigh"))
+    assert fix.native_line == "on dh2: nsenter --net=/run/docker/netns/1-abcdefghij ip neigh"
 
 
 def test_the_trace_pickers_offer_dockers_containers_by_name_and_host_colon_name_when_taken_twice() -> None:

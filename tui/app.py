@@ -4,17 +4,19 @@ live, with the command line, the trace and the doctor inside.
 The app only renders and dispatches. Snapshots are read by a thread worker and
 arrive as ``SnapshotCollected``; a second worker blocks on netlink
 (``backend.monitor``) and reads again as soon as the kernel changes something —
-no polling, so an idle app costs no CPU. Commands typed after ``:`` run through the same command language as the
-shell and bash (in a child ``vxray`` process, so a failing command cannot take
-the app down); ``trace`` and ``doctor`` run in-process on the snapshot shown.
+no polling, so an idle app costs no CPU. Commands typed after ``:`` run in-process, in a worker, through the
+same dispatch and registry as the shell and bash (the same confirmations), their output in the log pane;
+``trace`` and ``doctor`` are computed in workers too (they read the store) and shown in their views. A
+worker that fails is one red line in the log pane and a notification, never silence.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import io
 import shlex
-import subprocess
-import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -47,19 +49,28 @@ from textual.widgets import (
 )
 from textual.widgets.data_table import ColumnKey
 from textual.widgets.tree import TreeNode
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
+from backend.errors import VxrayError, one_line
 from backend.model import HostSnapshot, Labels
-from diagnostics.doctor import Desired, Finding, doctor
+from backend.shellwords import shell_line
+from diagnostics.doctor import Finding, doctor
 from diagnostics.trace import Trace, trace
 from diagnostics.world import World
+from tui import dispatch
+from tui.commands import endpoint
 from tui.completer import VxrayCompleter
+from tui.context import desired, inventory_desired
 from tui.drawing import Line, draw, on_path
-from tui.messages import CommandFinished, SnapshotCollected
+from tui.messages import CommandFinished, DoctorFound, SnapshotCollected, TraceComputed
+from tui.output import names
+from tui.registry import asks, offered
+from tui.show import TABLES, VIEW_OF
 from tui.source import Source
 from tui.tables import VIEWS, hosts, rows, trace_ends
 from tui.topology import Node as TopoNode
 from tui.topology import tree as topology_tree
+from tui.trace_text import fix_lines
 from tui.vocabulary import Vocabulary, build, from_machines
 
 HIGHLIGHT_SECONDS = 2.0
@@ -118,20 +129,35 @@ class Confirm(ModalScreen[bool]):
         self.dismiss(yes)
 
 
+# The app's actions, once: their keys, the footer, the command palette and the help screen draw from here.
+# (key, action, arguments, title, what it does)
+ACTIONS: tuple[tuple[str, str, tuple[str, ...], str, str], ...] = (
+    ("colon", "command", (), "Command", "run a vxray command, as in the shell; → accepts the suggestion"),
+    ("slash", "filter", (), "Filter", "keep the rows matching what you type (all rows are searched; 500 shown)"),
+    ("t", "show_tab", ("Trace",), "Trace", "pick a source and a destination: the packet hop by hop"),
+    ("d", "show_tab", ("Doctor",), "Doctor", "every host checked: findings, most likely first, with fixes"),
+    ("f", "apply_fix", (), "Apply fix", "run the fix the trace suggests (asks first), then trace again"),
+    ("r", "refresh", (), "Refresh", "read every host again (the app also follows the kernel by itself)"),
+    ("question_mark", "help", (), "Help", "what the keys do"),
+    ("q", "quit", (), "Quit", "leave the app"),
+)
+KEY_NAMES = {"colon": ":", "slash": "/", "question_mark": "?"}
+
+
+def _binding_action(action: str, arguments: tuple[str, ...]) -> str:
+    return f"{action}({', '.join(repr(a) for a in arguments)})" if arguments else action
+
+
 class Help(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,q", "dismiss", "Close")]
-    TEXT = """vxray — what the keys do
-
-  :   command line: any vxray command (network ls, fdb sync prod, host set yy3 ip_forward=1),
-      `trace SRC DST`, `doctor`, `show fdb` … — → accepts the suggestion
-  /   filter the table shown (all rows are searched; 500 are shown)
-  t d the trace (pick source and destination at its top) and the doctor;
-      f  apply the fix the trace suggests (asks first)
-  click a box in the Topology drawing: its rows; a trace's path is green there, its stop red
-  Enter on a row with a MAC or IP: its neighbour/FDB entries and who owns it
-  click a column header: sort by it (again: reverse)
-  r   read again (the app also follows the kernel by itself)
-  Ctrl-P  command palette and themes;  q  quit;  Esc  back"""
+    TEXT = "\n".join([
+        "vxray — what the keys do", "",
+        *(f"  {KEY_NAMES.get(key, key):<3} {title}: {text}" for key, _, _, title, text in ACTIONS),
+        "  click a box in the Topology drawing: its rows; a trace's path is green there, its stop red",
+        "  Enter on a row with a MAC or IP: its neighbour/FDB entries and who owns it",
+        "  click a column header: sort by it (again: reverse)",
+        "  Ctrl-P  command palette (every key's action, every command, a trace per pair) and themes;  Esc  back",
+    ])  # fmt: skip
 
     def compose(self) -> ComposeResult:
         yield Label(self.TEXT, id="question")
@@ -142,16 +168,10 @@ class VxrayApp(App[None]):
     TITLE = "vxray"
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (150, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("colon", "command", "Command", tooltip="run a vxray command (as in the shell)"),
-        Binding("slash", "filter", "Filter", tooltip="filter the table as you type"),
-        Binding("t", "show_tab('Trace')", "Trace"),
-        Binding("d", "show_tab('Doctor')", "Doctor"),
-        Binding("f", "apply_fix", "Apply fix", tooltip="run the fix the trace suggests, then trace again"),
-        Binding("r", "refresh", "Refresh"),
-        Binding("question_mark", "help", "Help"),
+        *(Binding(key, _binding_action(action, arguments), title, tooltip=text)
+          for key, action, arguments, title, text in ACTIONS),
         Binding("escape", "leave_input", "Back", show=False),
-        Binding("q", "quit", "Quit"),
-    ]
+    ]  # fmt: skip
 
     def __init__(self, source: Source, live: bool = True, read_only: bool = False) -> None:
         super().__init__()
@@ -171,7 +191,11 @@ class VxrayApp(App[None]):
         self.findings: list[Finding] = []
         self.badges: list[tuple[str, bool]] = []  # hosts listed, and whether each is offline
         start = time.perf_counter()  # read before the UI starts: a thread competing with its start is slower
-        self.first: SnapshotCollected | None = SnapshotCollected(*source.read(), time.perf_counter() - start)
+        snap, labels = source.read()
+        self.first: SnapshotCollected | None = SnapshotCollected(
+            snap, labels, time.perf_counter() - start, self.vocabulary_of(snap, labels)
+        )
+        self.one_command = threading.Lock()  # a command's output is captured whole: one at a time
         self.ends: list[str] = []  # what the trace's pickers offer
 
     def compose(self) -> ComposeResult:
@@ -208,7 +232,7 @@ class VxrayApp(App[None]):
         yield Input(
             placeholder=": a vxray command — network ls, fdb sync prod, trace vm33 vm3, doctor",
             id="command",
-            suggester=CommandSuggester(lambda: VxrayCompleter(lambda: self.vocabulary, lambda: self.host)),
+            suggester=CommandSuggester(lambda: VxrayCompleter(lambda: self.vocabulary, lambda: self.host, "line")),
         )
         yield Footer()
 
@@ -232,7 +256,8 @@ class VxrayApp(App[None]):
     def collect(self) -> None:
         start = time.perf_counter()
         snap, labels = self.source.read()
-        self.post_message(SnapshotCollected(snap, labels, time.perf_counter() - start))
+        seconds = time.perf_counter() - start
+        self.post_message(SnapshotCollected(snap, labels, seconds, self.vocabulary_of(snap, labels)))
 
     @work(thread=True, exclusive=True, group="monitor", exit_on_error=False)
     def watch_kernel(self) -> None:
@@ -255,7 +280,8 @@ class VxrayApp(App[None]):
                 start = time.perf_counter()
                 snap, labels = self.source.read(last or self.snapshot, changed)  # only what changed, read whole
                 last = snap
-                self.post_message(SnapshotCollected(snap, labels, time.perf_counter() - start))
+                seconds = time.perf_counter() - start
+                self.post_message(SnapshotCollected(snap, labels, seconds, self.vocabulary_of(snap, labels)))
                 if {ns.name for ns in snap.namespaces} != set(monitor.socks.values()):
                     fresh = Monitor(self.source.scope())  # a new container's namespace is watched too; the old
                     monitor.close()  # sockets stayed open until now, so a change meanwhile re-arms the next wait
@@ -263,19 +289,69 @@ class VxrayApp(App[None]):
         finally:
             monitor.close()
 
+    def vocabulary_of(self, snap: HostSnapshot, labels: Labels) -> Vocabulary | None:
+        """The names the command line completes (the shell's, from the store): read in the worker that read the
+        snapshot, never on the event loop. None: a saved view, whose names never change."""
+        if self.source.context is not None:
+            from backend.lab import runner
+
+            return build(self.source.context().store, snap, labels, runner.running(), runner.builtin_names())
+        return from_machines(snap, labels) if self.source.follow is not None else None
+
     @work(thread=True, group="command", exit_on_error=False)
-    def run_command(self, line: str, on: str | None = None) -> None:
-        """``on``: the machine it must run on (a fix: where the trace stopped); default the one selected."""
-        flags = [*self.source.flags, *(["--read-only"] if self.read_only else [])]
+    def run_command(self, words: list[str], on: str | None = None) -> None:
+        """One command, in-process, through the same dispatch as bash and the shell; its output (and its error
+        line) go to the log pane. ``on``: the machine it must run on (a fix: where the trace stopped)."""
+        flags = [*self.source.flags, *(["--read-only"] if self.read_only and "--read-only" not in self.source.flags
+                                       else [])]  # fmt: skip
         if self.source.follow is not None and (on or self.host):
             flags += ["--on", on or self.host or ""]  # several machines: a command runs on one of them
+        out = io.StringIO()
+        with self.one_command, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            try:
+                status = dispatch.run_words(flags, words, "line")
+            except VxrayError as exc:
+                out.write(f"vxray: {one_line(exc)}\n")
+                status = 2
+            except SystemExit as exc:  # --help
+                status = exc.code if isinstance(exc.code, int) else 0
+        self.post_message(CommandFinished(shell_line(*words), status, out.getvalue().rstrip()))
+
+    @work(thread=True, exclusive=True, group="trace", exit_on_error=False)
+    def compute_trace(self, src: str, dst: str) -> None:
+        """Resolve the ends as ``vxray trace`` does (the store's names first) and trace over the snapshot shown."""
+        world = self.world
+        assert world is not None  # show_trace starts this only once a snapshot is shown
         try:
-            words = shlex.split(line)
-        except ValueError as exc:  # an unclosed quote: said as the shell says it, and the app goes on
-            self.post_message(CommandFinished(line, 2, f"vxray: cannot parse the line: {exc}"))
+            if self.source.context is not None:
+                ctx = self.source.context()
+                src_ns, _ = endpoint(ctx, world, src)
+                dst_ip, port = endpoint(ctx, world, dst, src)
+            else:  # a saved view, machines: containers by their namespace and address, or namespaces and IPs
+                place = world.place_of(src)
+                if place is None:
+                    raise VxrayError(f"unknown container or namespace {src!r}")
+                dst_ip, port = world.endpoint_of(dst, place)
+                src_ns = place.label
+            result = trace(world, src_ns, dst_ip, "tcp" if port else "icmp", port)
+        except VxrayError as exc:  # a bad name is said in the verdict, the app goes on
+            self.post_message(TraceComputed(src, dst, None, one_line(exc)))
             return
-        proc = subprocess.run([sys.executable, "-m", "tui.cli", *flags, *words], capture_output=True, text=True)
-        self.post_message(CommandFinished(line, proc.returncode, (proc.stdout + proc.stderr).rstrip()))
+        self.post_message(TraceComputed(src, dst, result))
+
+    @work(thread=True, exclusive=True, group="doctor", exit_on_error=False)
+    def compute_doctor(self) -> None:
+        """The same reference as ``vxray doctor``: the store's desired state, the inventory's store over --host,
+        else what the hosts show together."""
+        world = self.world
+        assert world is not None  # show_doctor starts this only once a snapshot is shown
+        if self.source.context is not None:
+            want = desired(world, self.source.context().store)
+        elif self.source.follow is not None:
+            want = inventory_desired(world)
+        else:
+            want = desired(world, None)
+        self.post_message(DoctorFound(doctor(world, want)))
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -287,13 +363,8 @@ class VxrayApp(App[None]):
             self.watch_kernel()
         self.snapshot, self.labels = event.snapshot, event.labels
         self.world = World([event.snapshot], event.labels)
-        if self.source.context is not None:  # the command line completes from the same names as the shell
-            from backend.lab import runner
-
-            self.vocabulary = build(self.source.context().store, event.snapshot, event.labels, runner.running(),
-                                    runner.builtin_names())  # fmt: skip
-        elif self.source.follow is not None:  # machines over --host: their own names
-            self.vocabulary = from_machines(event.snapshot, event.labels)
+        if event.vocabulary is not None:  # the command line completes from the same names as the shell
+            self.vocabulary = event.vocabulary
         names = hosts(event.labels, event.snapshot)
         hosts_view = self.query_one("#hosts", ListView)
         shown = [(h, h in event.labels.offline) for h in names]
@@ -324,10 +395,41 @@ class VxrayApp(App[None]):
         if not self.is_running:
             return
         mark = "✓" if event.status == 0 else f"✗ exit {event.status}"
-        self.log_line(f":{event.line}  {mark}")
+        self.log_line(f":{event.line}  {mark}", error=event.status != 0)
         if event.output:
             self.log_line(event.output)
         self.collect()
+
+    @on(Worker.StateChanged)
+    def _worker_failed(self, event: Worker.StateChanged) -> None:
+        """A worker that raised: one red line in the log pane and a notification, and the app goes on."""
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        text = f"{event.worker.group} failed: {type(error).__name__}: {one_line(error) if error else ''}"
+        self.log_line(text, error=True)
+        self.notify(text, title="vxray", severity="error")
+
+    @on(TraceComputed)
+    def _traced(self, event: TraceComputed) -> None:
+        if not self.is_running or self.snapshot is None:
+            return
+        if event.result is None:
+            self.query_one("#verdict", Static).update(Text(f"cannot trace {event.src} -> {event.dst}: {event.error}"))
+            return
+        self.render_trace(event.src, event.dst, event.result)
+
+    @on(DoctorFound)
+    def _diagnosed(self, event: DoctorFound) -> None:
+        if not self.is_running:
+            return
+        self.findings = event.findings
+        table = self.query_one("#doctor", DataTable)
+        table.clear()
+        for f in self.findings:
+            table.add_row(f"{f.likelihood:.0%}", f.host, f.title)
+        if not self.findings:
+            self.query_one("#evidence", Static).update("no findings")
 
     @on(ListView.Selected, "#hosts")
     def _host(self, event: ListView.Selected) -> None:
@@ -387,7 +489,7 @@ class VxrayApp(App[None]):
     def _finding(self, event: DataTable.RowHighlighted) -> None:
         if 0 <= event.cursor_row < len(self.findings):
             f = self.findings[event.cursor_row]
-            fix = f"\nfix: {f.fix.vxray}" if f.fix and f.fix.vxray else ""
+            fix = f"\n{fix_lines(f.fix)[0]}" if f.fix else ""  # the vxray command, or what it lacks
             self.query_one("#evidence", Static).update(Text("\n".join(f.evidence) + fix))  # no markup: `a[b]` as is
 
     # -- rendering ---------------------------------------------------------------------------------
@@ -459,56 +561,83 @@ class VxrayApp(App[None]):
         box.display, box.value = True, jump
         self.action_show_tab(view)
 
-    def log_line(self, text: str) -> None:
+    def log_line(self, text: str, error: bool = False) -> None:
         for log in self.query("#log").results(RichLog):  # none while the app is closing
-            log.write(text)
+            log.write(Text(text, style="bold red" if error else ""))  # as written: no markup
 
     # -- commands ----------------------------------------------------------------------------------
 
     def dispatch_line(self, line: str) -> None:
-        words = line.split()
+        """A line of the ``:`` command line: ``trace SRC DST`` and ``doctor`` open their views, ``show`` a table
+        (filtered), anything else the line offers runs as a command (asking first where the shell asks)."""
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError as exc:  # an unclosed quote: said as the shell says it, and the app goes on
+            self.log_line(f"vxray: cannot parse the line: {exc}", error=True)
+            return
+        if not words:
+            return
         if words[0] == "trace" and len(words) == 3:
             self.show_trace(words[1], words[2])
             self.action_show_tab("Trace")
-        elif words[0] == "doctor":
-            self.show_doctor()
+        elif words == ["doctor"]:
             self.action_show_tab("Doctor")
-        elif words[0] == "show" and len(words) > 1:
-            view = next((v for v in [*VIEWS, "Trace", "Doctor"] if v.lower().startswith(words[1].lower())), None)
-            if view:
-                self.action_show_tab(view)
+        elif words[0] == "show":
+            self.show_view(words[1:])
+        elif words[0] not in offered("line"):
+            self.log_line(f"vxray: {words[0]!r} is not a command of the app's line (`?`: the keys; the palette: "
+                          "every command)", error=True)  # fmt: skip
         else:
-            self.run_command(line)
+            self.confirm_and_run(words)
+
+    def confirm_and_run(self, words: list[str], on: str | None = None, question: str = "") -> None:
+        """Run ``words`` as a command; first ask, where the shell asks (``--yes`` answers) or a fix is applied."""
+        sure = "--yes" in words
+        words = [w for w in words if w != "--yes"]
+        question = question or (f"Run `{shell_line('vxray', *words)}`?" if asks(words) and not sure else "")
+        if not question:
+            self.run_command(words, on)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_command(words, on)
+            else:
+                self.log_line(f"not confirmed: {shell_line('vxray', *words)}")
+
+        self.push_screen(Confirm(question), answered)
+
+    def show_view(self, words: list[str]) -> None:
+        """``show fdb dev vxlan1``: the view, filtered by what follows (a device, a namespace or any text)."""
+        view = next((v for v in [*VIEWS, "Topology", "Trace", "Doctor"] if words and VIEW_OF.get(words[0], words[0])
+                     .lower() == v.lower()), None)  # fmt: skip
+        if view is None:
+            self.log_line(f"vxray: show what? one of {', '.join(TABLES)}", error=True)
+            return
+        wanted = [w for w in words[1:] if w not in ("dev", "netns")]
+        if wanted:
+            self.action_jump(view, wanted[-1])
+        else:
+            self.action_show_tab(view)
 
     def show_trace(self, src: str, dst: str) -> None:
-        if self.world is None:
-            return
-        from tui.cli import _endpoint, _names  # the same resolution of SRC and DST as `vxray trace`
+        if self.world is not None:
+            self.compute_trace(src, dst)
 
-        try:
-            if self.source.context is not None:
-                ctx = self.source.context()
-                src_ns, _ = _endpoint(ctx, self.world, src)
-                dst_ip, port = _endpoint(ctx, self.world, dst, src)
-            else:  # a saved view: containers by their namespace and first address, or namespaces and IPs
-                place = self.world.place_of(src)
-                src_ns, dst_ip, port = place.label if place else src, self.world.address_of(dst, place), None
-            result = trace(self.world, src_ns, dst_ip, "tcp" if port else "icmp", port)
-        except Exception as exc:  # noqa: BLE001 - a bad name is shown, the app goes on
-            self.query_one("#verdict", Static).update(f"cannot trace {src} -> {dst}: {exc}")
-            return
+    def render_trace(self, src: str, dst: str, result: Trace) -> None:
         self.last_trace = (src, dst, result)
         for end, name in (("#src", src), ("#dst", dst)):  # the pickers show what is traced, however it was asked
             select = self.query_one(end, Select)
             if name in self.ends and select.value != name:
                 with select.prevent(Select.Changed):
                     select.value = name
-        names = _names(self.world)
+        assert self.world is not None  # a trace is computed over the world shown
+        called = names(self.world)
         table = self.query_one("#trace", DataTable)
         table.clear()
         for i, s in enumerate(result.steps, 1):
             style = "" if s.ok else "bold white on red"
-            cells = (str(i), s.direction, s.host, names.get(s.netns, s.netns), s.table, s.entry, s.decision)
+            cells = (str(i), s.direction, s.host, called.get(s.netns, s.netns), s.table, s.entry, s.decision)
             table.add_row(*(Text(c, style=style) for c in cells))
         path, failed = on_path(result)
         assert self.snapshot is not None
@@ -518,38 +647,32 @@ class VxrayApp(App[None]):
             verdict.update(f"{src} -> {dst}: DELIVERED, the packet and its reply get through")
         elif result.failed_step is not None:
             s = result.steps[result.failed_step]
-            fix = f"\nfix ([f] applies it): {s.fix.vxray}" if s.fix and s.fix.vxray else ""
+            fix = "" if s.fix is None else f"\n{fix_lines(s.fix)[0]}"
+            fix = f"\nfix ([f] applies it): {s.fix.vxray_line}" if s.fix and s.fix.runnable else fix
             verdict.update(Text(f"{src} -> {dst}: DROPPED at step {result.failed_step + 1} on {s.host}: "
                                 f"{s.decision}{fix}", style="bold red"))  # fmt: skip
             table.move_cursor(row=result.failed_step)
 
     def show_doctor(self) -> None:
-        if self.world is None:
-            return
-        from tui.cli import _wanted
-
-        want = _wanted(self.source.context().store) if self.source.context is not None else Desired()
-        self.findings = doctor(self.world, want)
-        table = self.query_one("#doctor", DataTable)
-        table.clear()
-        for f in self.findings:
-            table.add_row(f"{f.likelihood:.0%}", f.host, f.title)
-        if not self.findings:
-            self.query_one("#evidence", Static).update("no findings")
+        if self.world is not None:
+            self.compute_doctor()
 
     # -- actions -----------------------------------------------------------------------------------
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterator[SystemCommand]:
-        """Every action of the app in the command palette (Ctrl-P), and a trace for each pair of containers."""
+        """The command palette (Ctrl-P): every key's action, every view, every command the ``:`` line runs, and a
+        trace for each pair of containers."""
         yield from super().get_system_commands(screen)
-        yield SystemCommand("Command line", "Run a vxray command, as in the shell (:)", self.action_command)
-        yield SystemCommand("Filter", "Keep the rows matching what you type (/)", self.action_filter)
-        for view in ["Topology", *VIEWS, "Trace", "Doctor"]:
+        for key, action, arguments, title, text in ACTIONS:
+            if action != "quit":  # Textual's own palette entry quits
+                method = getattr(self, f"action_{action}")
+                yield SystemCommand(title, f"{text[:1].upper()}{text[1:]} ({KEY_NAMES.get(key, key)})",
+                                    partial(method, *arguments))  # fmt: skip
+        for view in ["Topology", *VIEWS]:
             yield SystemCommand(f"Show {view}", f"Open the {view} view", partial(self.action_show_tab, view))
-        yield SystemCommand("Apply fix", "Run the fix the last trace suggests, then trace again (f)",
-                            self.action_apply_fix)  # fmt: skip
-        yield SystemCommand("Refresh", "Read every host again (r)", self.action_refresh)
-        yield SystemCommand("Help", "What the keys do (?)", self.action_help)
+        for word, text in offered("line").items():
+            if word != "show":
+                yield SystemCommand(f"{word} …", f"{text} (on the : line)", partial(self.action_command, f"{word} "))
         pairs = [(a, b) for a in self.ends for b in self.ends if a != b][:PALETTE_TRACES]
         for a, b in pairs:
             line = f"trace {a} {b}"
@@ -558,8 +681,12 @@ class VxrayApp(App[None]):
     def action_help(self) -> None:
         self.push_screen(Help())
 
-    def action_command(self) -> None:
-        self.query_one("#command", Input).focus()
+    def action_command(self, text: str = "") -> None:
+        box = self.query_one("#command", Input)
+        if text:
+            box.value = text
+            box.cursor_position = len(text)
+        box.focus()
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -581,17 +708,16 @@ class VxrayApp(App[None]):
         self.collect()
 
     def action_apply_fix(self) -> None:
+        """Run exactly the argv of the fix the last trace offers (asking first), on the machine where it stopped."""
         if self.last_trace is None:
             return
         src, dst, result = self.last_trace
         step = result.steps[result.failed_step] if result.failed_step is not None else None
-        if step is None or step.fix is None or not step.fix.vxray.startswith("vxray "):
+        if step is None or step.fix is None:
             self.log_line("no fix to apply")
             return
-        command = step.fix.vxray.removeprefix("vxray ")  # its words quoted: run_command reads them back as they were
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.run_command(command, on=step.host)
-
-        self.push_screen(Confirm(f"Run `vxray {command}` and trace {src} -> {dst} again?"), answered)
+        if not step.fix.runnable:
+            self.log_line(f"no runnable fix: {step.fix.missing}")
+            return
+        question = f"Run `{step.fix.vxray_line}` and trace {src} -> {dst} again?"
+        self.confirm_and_run(list(step.fix.vxray[1:]), on=step.host, question=question)

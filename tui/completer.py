@@ -1,7 +1,8 @@
 """Tab completion for the shell: the grammar's words and flags, and names from live state.
 
-Command words, actions and flags come from the same argparse grammar bash uses,
-so the two never drift apart. Values come from the ``Vocabulary``: hosts,
+Command words come from the command registry, for the door asking (the shell
+offers ``use`` and ``exit``, the app's line does not); actions and flags from the
+same argparse grammar bash uses, so they never drift apart. Values come from the ``Vocabulary``: hosts,
 networks, containers, namespaces, the devices of the namespace the line names,
 and for ``fdb add`` / ``arp add`` the remote endpoints' MAC/IP pairs and the
 other hosts' VTEPs — adding the field notes' entries takes a few Tab presses.
@@ -15,23 +16,14 @@ from collections.abc import Callable, Iterable, Iterator
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 
-from tui.grammar import parser
+from tui import registry
+from tui.dispatch import grammar
 from tui.show import TABLES
 from tui.vocabulary import Vocabulary
 
-SHELL_COMMANDS = {"help": "commands, or one command with examples", "use": "act on a host, or on a lab",
-                  "show": "tables: " + " ".join(TABLES), "exit": "leave the shell"}  # fmt: skip
 MAX_COMPLETIONS = 200
-# (command, action) -> what each positional is
-POSITIONAL: dict[tuple[str, str | None], tuple[str, ...]] = {
-    ("network", "inspect"): ("networks",), ("network", "rm"): ("networks",), ("network", "repair"): ("networks",),
-    ("network", "connect"): ("networks", "containers"), ("network", "disconnect"): ("networks", "containers"),
-    ("container", "rm"): ("containers",), ("container", "inspect"): ("containers",),
-    ("host", "rm"): ("hosts",), ("host", "set"): ("hosts", "settings"),
-    ("lab", "up"): ("builtin",), ("lab", "down"): ("labs",), ("lab", "status"): ("labs",),
-    ("lab", "check"): ("labs",), ("lab", "export"): ("labs",), ("lab", "use"): ("labs",),
-    ("trace", None): ("containers", "containers"), ("ping", None): ("containers", "containers"),
-    ("port", "add"): ("containers",), ("fdb", "sync"): ("overlays",),
+# the door's own words (the commands' are the registry's)
+OWN_POSITIONAL: dict[tuple[str, str | None], tuple[str, ...]] = {
     ("use", None): ("hosts_or_lab",), ("use", "lab"): ("labs",), ("show", None): ("tables",),
     ("help", None): ("commands",),
 }  # fmt: skip
@@ -55,12 +47,15 @@ def _options(p: argparse.ArgumentParser) -> dict[str, bool]:
 
 
 class VxrayCompleter(Completer):
-    def __init__(self, vocabulary: Callable[[], Vocabulary], host: Callable[[], str | None]) -> None:
+    """Completion for one door: ``shell`` or ``line`` (the app's command line)."""
+
+    def __init__(
+        self, vocabulary: Callable[[], Vocabulary], host: Callable[[], str | None], door: str = "shell"
+    ) -> None:
         self.vocabulary = vocabulary
         self.host = host
-        self.commands = _subparsers(parser())
-        top = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
-        self.helps = {a.dest: a.help or "" for a in top._choices_actions}
+        self.offered = registry.offered(door)
+        self.commands = {name: p for name, p in _subparsers(grammar()).items() if name in self.offered}
 
     def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
         text = document.text_before_cursor
@@ -77,7 +72,7 @@ class VxrayCompleter(Completer):
     def candidates(self, words: list[str], current: str) -> Iterable[tuple[str, str]]:
         """What may come after ``words`` (``current`` is the word being typed)."""
         if not words:
-            return [*((c, self.helps.get(c, "")) for c in self.commands), *SHELL_COMMANDS.items()]
+            return list(self.offered.items())
         command, rest = words[0], words[1:]
         if command in ("fdb", "arp"):
             return self._entries(command, rest, current)
@@ -98,7 +93,7 @@ class VxrayCompleter(Completer):
         if current.startswith("-"):
             return [(o, "") for o in options]
         positional = [w for i, w in enumerate(rest) if not w.startswith("-") and not (i and options.get(rest[i - 1]))]
-        kinds = POSITIONAL.get((command, action), ())
+        kinds = OWN_POSITIONAL.get((command, action)) or registry.positional([command, *([action] if action else [])])
         return self._values(kinds[len(positional)], words) if len(positional) < len(kinds) else []
 
     def _values(self, kind: str, words: list[str]) -> list[tuple[str, str]]:
@@ -117,7 +112,7 @@ class VxrayCompleter(Completer):
             "protos": [(p, "") for p in ("icmp", "tcp", "udp")],
             "settings": [(s, "") for s in SETTINGS],
             "tables": [(t, "") for t in TABLES],
-            "commands": [(c, "") for c in [*self.commands, *SHELL_COMMANDS]],
+            "commands": [(c, "") for c in self.offered],
         }.get(kind, [])
 
     def _show(self, rest: list[str]) -> list[tuple[str, str]]:

@@ -18,6 +18,7 @@ from backend.model import HostSnapshot, Labels
 from backend.netns import Scope
 from backend.ops.context import Context
 from backend.remote import Machine
+from tui.context import Invocation
 
 
 @dataclass
@@ -50,28 +51,21 @@ def remote(machines: list[Machine], read_only: bool = False) -> Source:
     return Source(lambda *_: fleet.view(), None, ", ".join(m.name for m in machines), None, follow, flags)
 
 
-def live(store_args: list[str]) -> Source:
+def live(inv: Invocation) -> Source:
     """The current lab (or store) as the shell and the CLI see it."""
     from backend.observe import observe, scope_of
-    from tui import cli
-    from tui.grammar import parser
-
-    args = parser().parse_args([*store_args, "host", "ls"])  # once: building the parser costs ~40 ms
-
-    def context() -> tuple[Context, str | None]:
-        return cli._current(args)
 
     def read(previous: HostSnapshot | None = None, changed: set[str] | None = None) -> tuple[HostSnapshot, Labels]:
-        ctx, underlay = context()
+        ctx, underlay = inv.current()
         return observe(ctx, underlay, previous, changed)
 
     def scope() -> Scope:
-        ctx, underlay = context()
+        ctx, underlay = inv.current()
         return scope_of(ctx, underlay)
 
-    underlay = context()[1]
+    underlay = inv.current()[1]
     name = f"lab {underlay.removesuffix('.ul')}" if underlay else "local machine"
-    return Source(read, scope, name, lambda: context()[0])
+    return Source(read, scope, name, inv.context, flags=inv.flags())
 
 
 def save(path: str, snap: HostSnapshot, labels: Labels) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from diagnostics.trace import Trace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only types: the commands that print no trace start without the diagnostics
+    from diagnostics.trace import Fix, Trace
 
 ENTRY_WIDTH = 52
 
@@ -29,8 +32,11 @@ def trace_lines(t: Trace, names: dict[str, str], header: str) -> list[str]:
     s = t.steps[t.failed_step]
     lines.append(f"DROPPED at step {t.failed_step + 1} ({s.direction}; host {s.host}, {where[t.failed_step]}): "
                  f"{s.decision}")  # fmt: skip
-    if s.fix is not None and s.fix.vxray:
-        lines.append(f"  fix: {s.fix.vxray}")
-    if s.fix is not None and s.fix.native:
-        lines.append(f"  or:  {s.fix.native}")
-    return lines
+    return [*lines, *(f"  {line}" for line in fix_lines(s.fix))] if s.fix is not None else lines
+
+
+def fix_lines(fix: Fix) -> list[str]:
+    """A fix as every view prints it, from its argv: the vxray command (or, when vxray has none, what it
+    lacks, so nobody pastes a guess), then the native one. The first line alone is the fix in a sentence."""
+    first = f"fix: {fix.vxray_line}" if fix.runnable else f"fix: none runnable — {fix.missing}"
+    return [first, f"or:  {fix.native_line}"] if fix.native else [first]

@@ -1,10 +1,10 @@
-"""The commands that reach other machines: ``agent``, ``hosts``, and anything run with ``--host``.
+"""The commands that reach other machines: anything run with ``--host``, and ``agent`` and ``hosts``.
 
-With ``--host`` (or ``-H all``) the snapshot, trace, doctor and the app read the
-machines named — over SSH through ``vxray agent --stdio``, or from snapshot
-files — as one world whose namespaces are ``HOST:name``. A state-changing command
-runs on one machine's agent (``--on NAME`` when several are named); if the
-connection drops while it runs, the error says it may or may not have applied.
+With ``--host`` (or ``-H all``) the snapshot, trace and doctor read the machines
+named — over SSH through ``vxray agent --stdio``, or from snapshot files — as one
+world whose namespaces are ``HOST:name``. A state-changing command runs on one
+machine's agent (``--on NAME`` when several are named); if the connection drops
+while it runs, the error says it may or may not have applied.
 """
 
 from __future__ import annotations
@@ -24,15 +24,16 @@ from backend import codec, inventory
 from backend.errors import VxrayError, one_line
 from backend.fleet import Fleet
 from backend.model import HostSnapshot, Labels
-from backend.protocol import PROTOCOL, RUNNABLE, Hello, read_only_refusal
+from backend.protocol import PROTOCOL, Hello, Policy
 from backend.remote import Machine, SshMachine, machine, parse
+from tui.commands import live_report
+from tui.context import Invocation, inventory_desired
+from tui.output import doctor_lines, emit, names, table, write_json
+from tui.summary import snapshot_lines
+from tui.trace_text import trace_lines
 
-if TYPE_CHECKING:  # the diagnostics load where a command reasons: `vxray snapshot` starts without them
-    from diagnostics.doctor import Desired
+if TYPE_CHECKING:
     from diagnostics.trace import Trace
-    from diagnostics.world import World
-
-READERS = {"snapshot", "trace", "doctor", "app"}  # read every --host; the rest run on one
 
 
 def vxray_version() -> str:
@@ -105,28 +106,7 @@ def machines(args: argparse.Namespace) -> list[Machine]:
     return out
 
 
-def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
-    """A command given with ``--host``: read the machines, or run it on one of them."""
-    if args.command == "shell":  # every line runs with the same --host flags
-        from tui import shell
-
-        machines(args)  # a bad --host is reported before the prompt
-        return shell.main(args)
-    if args.command not in READERS | RUNNABLE:
-        raise VxrayError(f"{args.command} acts on this machine; it does not take --host")
-    ms = machines(args)
-    if args.command == "app":
-        from tui.app import VxrayApp
-        from tui.source import remote
-
-        VxrayApp(remote(ms, args.read_only), read_only=args.read_only).run()
-        return 0
-    if args.command in READERS:
-        return _read_command(args, ms)
-    return _run_on_one(args, ms, argv)
-
-
-def _read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
+def read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
     from diagnostics.world import World
 
     if args.command == "snapshot" and args.json and len(ms) == 1:  # one machine as it is: a file:// for later
@@ -141,20 +121,16 @@ def _read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
     for name, why in labels.offline.items():
         print(f"vxray: {name} is offline: {one_line(why)}", file=sys.stderr)
     if args.command == "snapshot":
-        from tui.summary import snapshot_lines
-
         if args.json:
-            sys.stdout.flush()
-            sys.stdout.buffer.write(codec.dumps(snap) + b"\n")
+            write_json(codec.dumps(snap))
         else:
             print("\n".join(snapshot_lines(snap, args.limit, args.all)))
         return 0
     world = World([snap], labels)
     if args.command == "doctor":
-        from diagnostics.doctor import doctor
-        from tui.cli import doctor_lines
+        from diagnostics.doctor import doctor as diagnose
 
-        findings = doctor(world, _desired(world))
+        findings = diagnose(world, inventory_desired(world))
         if args.json:
             print(json.dumps([f.as_dict() for f in findings], indent=2))
         elif findings:
@@ -167,24 +143,20 @@ def _read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
             )
             print(f"no findings on {len(ms)} host(s){alone}")
         return 1 if any(f.likelihood >= 0.5 for f in findings) else 0
-    from diagnostics.trace import trace
-    from tui.cli import _names
-    from tui.trace_text import trace_lines
+    from diagnostics.trace import trace as simulate
 
     src = world.place_of(args.src)
     if src is None:
         raise VxrayError(f"unknown container or namespace {args.src!r} on {', '.join(m.name for m in ms)}")
     dst, port = world.endpoint_of(args.dst, src)
     proto = "tcp" if port and args.proto == "icmp" else args.proto
-    t = trace(world, src.label, dst, proto, args.dport or port, args.size, args.df)
+    t = simulate(world, src.label, dst, proto, args.dport or port, args.size, args.df)
     if args.live:
-        from tui.cli import live_report
-
         return live_report(args, world, t, _capture(ms, t, src.label, dst, args), args.proto)
     if args.json:
         print(json.dumps(t.as_dict(), indent=2))
     else:
-        lines = trace_lines(t, _names(world), f"trace {args.src} -> {args.dst} ({dst}), {proto}")
+        lines = trace_lines(t, names(world), f"trace {args.src} -> {args.dst} ({dst}), {proto}")
         print("\n".join(lines))
     return 0 if t.delivered else 1
 
@@ -230,34 +202,13 @@ def _capture(ms: list[Machine], t: Trace, src: str, dst: str, args: argparse.Nam
                 m.close()
 
 
-def _desired(world: World) -> Desired:
-    """What the inventory's cluster store says should exist (hosts named as the machines); without one,
-    what the machines show together (Docker hosts keep no vxray store)."""
-    from backend.store.registry import open_store
-    from tui.cli import _wanted
-
-    store_url = inventory.load().store
-    if not store_url:
-        from diagnostics.desired import observed
-
-        return observed(world)
-    store = open_store(store_url)
-    try:
-        return _wanted(store)
-    finally:
-        store.close()
-
-
-def _run_on_one(args: argparse.Namespace, ms: list[Machine], argv: list[str]) -> int:
+def run_on_one(args: argparse.Namespace, ms: list[Machine], argv: list[str]) -> int:
     if len(ms) > 1 and not args.on:
         raise VxrayError(f"{args.command}: several hosts given ({', '.join(m.name for m in ms)}); "
                          "name the one it runs on with --on")  # fmt: skip
     target = next((m for m in ms if m.name == (args.on or ms[0].name)), None)
     if target is None:
         raise VxrayError(f"--on {args.on!r}: not one of the hosts given ({', '.join(m.name for m in ms)})")
-    why = read_only_refusal(argv) if args.read_only else None
-    if why:
-        raise VxrayError(why)
     try:
         target.connect()
         status, output = target.run(argv)
@@ -268,49 +219,33 @@ def _run_on_one(args: argparse.Namespace, ms: list[Machine], argv: list[str]) ->
     return status
 
 
-def command_argv(argv: list[str]) -> list[str]:
-    """The command and its arguments without the global options vxray reads itself."""
-    skip = False
-    for i, word in enumerate(argv):
-        if skip:
-            skip = False
-            continue
-        if word in ("-H", "--host", "--on", "--store", "--store-token", "--journal"):
-            skip = True
-            continue
-        if word.startswith(("--host=", "--on=", "--store=", "--store-token=")) or word == "--read-only":
-            continue
-        return argv[i:]
-    return []
-
-
-# -- agent and hosts --------------------------------------------------------------------------------
-
-
-def agent(args: argparse.Namespace) -> int:
+def agent(args: argparse.Namespace, policy: Policy) -> int:
     """This machine's side of ``--host ssh://…``: registered in a consul store if one is configured."""
     from backend.agent import serve
     from backend.collect import collect
     from backend.netns import Scope
     from backend.observe import labels_for
-    from tui.cli import _current, _store_args
 
     scope = Scope(args.host_netns, tuple(args.netns), tuple(args.netns_dir))
     name = args.name or socket.gethostname()
 
     def read() -> tuple[HostSnapshot, Labels, str]:
         snap = collect(scope, docker=args.docker)
-        ctx, _ = _current(args)
+        ctx, _ = Invocation.of(args).current()
         return snap, replace(labels_for(ctx, snap), offline={}), "host"  # it answers: it is online
 
     def run(argv: list[str], token: str) -> tuple[int, str]:
         """Its own process in its own session, printing to a file: it finishes, and says how, if we are cut off."""
         from backend import journal
 
+        why = policy.refusal(argv, args.read_only)
+        if why:
+            raise VxrayError(why)
+
         journal.started(token, argv)  # before it runs: a client cut off from here on learns it started
         with open(journal.output_path(token), "w") as out:
-            proc = subprocess.run([sys.executable, "-m", "tui.cli", *_store_args(args), "--journal", token, *argv],
-                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+            child = [sys.executable, "-m", "tui.cli", *Invocation.of(args).flags(), "--journal", token, *argv]
+            proc = subprocess.run(child, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         done = journal.outcome(token) or {}
         if done.get("state") != "done":  # it died before recording its end (it could not even start)
             journal.finished(token, argv, proc.returncode)
@@ -344,14 +279,13 @@ def _register(args: argparse.Namespace, name: str) -> None:
 
 
 def hosts(args: argparse.Namespace) -> int:
-    from tui.cli import _emit, _table
 
     if args.action == "add":
         inventory.add(args.name, args.url)
-        return _emit(args, {"name": args.name, "url": args.url}, f"saved {args.name} ({args.url})")
+        return emit(args, {"name": args.name, "url": args.url}, f"saved {args.name} ({args.url})")
     if args.action == "rm":
         inventory.remove(args.name)
-        return _emit(args, {"name": args.name, "removed": True}, f"forgot {args.name}")
+        return emit(args, {"name": args.name, "removed": True}, f"forgot {args.name}")
     inv = inventory.load()
     rows = [{"name": h.name, "url": h.url, "source": h.source} for h in known(inv)]
-    return _emit(args, rows, _table(rows, ["name", "url", "source"]) if rows else "(none saved)")
+    return emit(args, rows, table(rows, ["name", "url", "source"]) if rows else "(none saved)")
