@@ -26,6 +26,7 @@ from backend.model import (
     HostSnapshot,
     Namespace,
     Neighbour,
+    NftTable,
     Route,
     RuleSet,
     Sysctls,
@@ -48,6 +49,7 @@ class NsRead:
     fdb: list[FdbEntry]
     sysctls: Sysctls
     netfilter: tuple[RuleSet, ...]
+    nftables: tuple[NftTable, ...] = ()
     notes: list[str] = field(default_factory=list)
 
 
@@ -63,7 +65,7 @@ def read_namespace(handle: NsHandle, kept: Namespace | None = None) -> NsRead:
             with NetlinkSocket() as nl:
                 links = read_links(nl)
                 return NsRead(NsLinks(handle, links), read_addresses(nl), list(kept.routes), list(kept.neighbours),
-                              list(kept.fdb), kept.sysctls, kept.netfilter)  # fmt: skip
+                              list(kept.fdb), kept.sysctls, kept.netfilter, kept.nftables)  # fmt: skip
         with Rulesets() as rules, NetlinkSocket() as nl:
             links = read_links(nl)
             names = {lk.index: lk.name for lk in links}
@@ -72,9 +74,9 @@ def read_namespace(handle: NsHandle, kept: Namespace | None = None) -> NsRead:
             neighbours = read_neighbours(nl, names)
             fdb = read_fdb(nl, names)
             sysctls = read_sysctls(nl, names)
-            netfilter, notes = rules.result()
+            netfilter, nftables, notes = rules.result()
     return NsRead(
-        NsLinks(handle, links), addresses, routes, neighbours, fdb, sysctls, netfilter,
+        NsLinks(handle, links), addresses, routes, neighbours, fdb, sysctls, netfilter, nftables,
         [f"{handle.name}: {n}" for n in notes],
     )  # fmt: skip
 
@@ -171,6 +173,7 @@ def _collect(
                 routes=tuple(r.routes),
                 sysctls=r.sysctls,
                 netfilter=r.netfilter,
+                nftables=r.nftables,
             )
             for r in reads
         )

@@ -155,6 +155,8 @@ class Sysctls:
     rp_filter_default: int | None = None
     rp_filter: dict[str, int] = field(default_factory=dict)
     bridge_nf_call_iptables: bool | None = None
+    ip6_forward: bool | None = None  # net.ipv6.conf.all.forwarding (None: IPv6 disabled in the namespace)
+    accept_ra: int | None = None  # net.ipv6.conf.all.accept_ra: 0 never, 1 unless forwarding, 2 even when forwarding
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,60 @@ class RuleSet:
 
     def table(self, name: str) -> Table | None:
         return next((t for t in self.tables if t.name == name), None)
+
+
+@dataclass(frozen=True)
+class NftRule:
+    """One native nftables rule: its handle, its text as ``nft -a list ruleset`` prints it, and its
+    expressions as libnftables' JSON (``nft -j``) — the text for people, the expressions for the trace."""
+
+    handle: int
+    text: str
+    expr: str = "[]"  # the rule's "expr" list, JSON text (libnftables' schema)
+    packets: int = 0  # from its counter expression, when it has one
+    bytes: int = 0
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class NftChain:
+    """A chain of an nftables table; a base chain has a type, a hook and a priority (and a device on netdev)."""
+
+    name: str
+    type: str | None = None  # filter | nat | route; None: a regular chain, reached by jump/goto only
+    hook: str | None = None  # prerouting | input | forward | output | postrouting | ingress | egress
+    priority: int | None = None
+    policy: str | None = None  # accept | drop (base chains)
+    device: str | None = None
+    rules: tuple[NftRule, ...] = ()
+
+    @property
+    def base(self) -> bool:
+        return self.hook is not None
+
+
+@dataclass(frozen=True)
+class NftSet:
+    """A named set or map; ``elements`` as libnftables' JSON text (addresses, prefixes, ranges, verdicts)."""
+
+    name: str
+    kind: str  # set | map
+    type: str  # ipv4_addr, inet_service, ifname … (a concatenation: "ipv4_addr . inet_service")
+    elements: str = "[]"
+    map_to: str | None = None  # a map's value type (verdict, ipv4_addr …)
+
+
+@dataclass(frozen=True)
+class NftTable:
+    """A native nftables table, whichever tool wrote it (nft, firewalld, Docker 29, kube-proxy, iptables-nft)."""
+
+    family: str  # ip | ip6 | inet | bridge | netdev | arp
+    name: str
+    chains: tuple[NftChain, ...] = ()
+    sets: tuple[NftSet, ...] = ()
+
+    def chain(self, name: str) -> NftChain | None:
+        return next((c for c in self.chains if c.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -274,6 +330,7 @@ class Namespace:
     routes: tuple[Route, ...] = ()
     sysctls: Sysctls = field(default_factory=Sysctls)
     netfilter: tuple[RuleSet, ...] = ()
+    nftables: tuple[NftTable, ...] = ()  # every nftables table of every family, as the kernel holds it
 
     def link(self, name: str) -> Link | None:
         return next((lk for lk in self.links if lk.name == name), None)

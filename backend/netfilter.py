@@ -9,6 +9,8 @@ Call these with the thread inside the namespace to read (``backend.nsenter``).
   iptables rules is what ``iptables-nft-save`` exists for, so it is run — but only
   when an nf_tables ``ip`` table named nat or filter exists, asked for over
   netlink first, so a namespace without rules costs no process.
+- every nftables table of every family, native or iptables-nft's, as the kernel
+  holds it: ``backend.nftables``, from the same netlink answer.
 
 A back-end that holds rules vxray cannot read yields a note, never an empty view.
 """
@@ -16,19 +18,13 @@ A back-end that holds rules vxray cannot read yields a note, never an empty view
 from __future__ import annotations
 
 import shutil
-import struct
 import subprocess
 import threading
 from typing import Any
 
 from backend.iptables import KEPT_TABLES, packet_path, parse_save, rule_from_args
-from backend.model import Chain, RuleSet, Table
-from backend.netlink import NETLINK_NETFILTER, NetlinkSocket, attrs, cstr
-
-NFNL_SUBSYS_NFTABLES = 10
-NFT_MSG_GETTABLE = 1
-NFPROTO_IPV4 = 2
-NFTA_TABLE_NAME = 1
+from backend.model import Chain, NftTable, RuleSet, Table
+from backend.nftables import NftReader, nft_tables
 
 _IPTC_LOCK = threading.Lock()  # python-iptables keeps one cached handle per table name
 
@@ -49,14 +45,7 @@ def legacy_table_names() -> set[str]:
 
 def nft_table_names() -> set[str]:
     """Names of nf_tables tables of family ``ip`` in this namespace."""
-    msgtype = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE
-    names = set()
-    with NetlinkSocket(NETLINK_NETFILTER) as nl:
-        for _kind, data, off, end in nl.dump(msgtype, struct.pack("=BBH", NFPROTO_IPV4, 0, 0)):
-            a = attrs(data, off + 4, end)
-            if NFTA_TABLE_NAME in a:
-                names.add(cstr(data, a[NFTA_TABLE_NAME]))
-    return names
+    return {name for family, name in nft_tables() if family == "ip"}
 
 
 def _iptc_rule_args(rule: Any) -> list[str]:
@@ -117,10 +106,12 @@ def read_legacy(names: set[str]) -> RuleSet:
 class Rulesets:
     """Reading every back-end's rules in the current namespace, started early.
 
-    ``iptables-nft-save`` (the slow part on a host with thousands of rules) is started
-    when this is made and runs on another core while the thread reads the netlink
-    tables; ``result`` waits for it, reads the legacy tables in-process, and says in
-    notes what could not be read.
+    ``iptables-nft-save`` and ``nft`` (the slow part on a host with thousands of rules)
+    are started when this is made and run on other cores while the thread reads the
+    netlink tables; ``result`` waits for them, reads the legacy tables in-process, and
+    says in notes what could not be read. One netlink dump lists the nf_tables tables
+    of every family: it decides whether ``nft`` runs at all, and whether
+    ``iptables-nft-save`` does (an ``ip`` table named nat or filter).
     """
 
     def __init__(self) -> None:
@@ -128,10 +119,12 @@ class Rulesets:
         self.legacy = legacy_table_names() & set(KEPT_TABLES)
         self.nft: set[str] = set()
         self.proc: subprocess.Popen[str] | None = None
+        tables: set[tuple[str, str]] = set()
         try:
-            self.nft = nft_table_names() & set(KEPT_TABLES)
+            tables = nft_tables()
         except OSError as exc:
             self.notes.append(f"cannot list nf_tables tables: {exc}")
+        self.nft = {name for family, name in tables if family == "ip"} & set(KEPT_TABLES)
         if self.nft and shutil.which("iptables-nft-save") is None:
             self.notes.append(f"nf_tables tables {sorted(self.nft)} exist but iptables-nft-save is not installed")
         elif self.nft:
@@ -140,17 +133,20 @@ class Rulesets:
                                              stderr=subprocess.PIPE, text=True)  # fmt: skip
             except OSError as exc:
                 self.notes.append(f"nf_tables tables {sorted(self.nft)} exist but iptables-nft-save failed: {exc}")
+        self.native = NftReader(tables)
 
     def __enter__(self) -> Rulesets:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """A read that failed half-way leaves no ``iptables-nft-save`` behind."""
+        """A read that failed half-way leaves no ``iptables-nft-save`` or ``nft`` behind."""
         if self.proc is not None and self.proc.returncode is None:
             self.proc.kill()
             self.proc.communicate()
+        self.native.close()
 
-    def result(self) -> tuple[tuple[RuleSet, ...], list[str]]:
+    def result(self) -> tuple[tuple[RuleSet, ...], tuple[NftTable, ...], list[str]]:
+        """The iptables rule sets, the nftables tables (iptables-nft's among them), and notes."""
         rulesets: list[RuleSet] = []
         if self.legacy:
             try:
@@ -164,4 +160,5 @@ class Rulesets:
             else:
                 why = err.strip().splitlines()[-1] if err.strip() else f"exit status {self.proc.returncode}"
                 self.notes.append(f"nf_tables tables {sorted(self.nft)} exist but iptables-nft-save failed: {why}")
-        return tuple(rulesets), self.notes
+        nftables, notes = self.native.result()
+        return tuple(rulesets), nftables, self.notes + notes

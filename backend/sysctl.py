@@ -35,11 +35,11 @@ def _read_int(path: str) -> int | None:
         os.close(fd)
 
 
-def read_sysctls(nl: NetlinkSocket, names: dict[int, str]) -> Sysctls:
-    """``names``: the namespace's devices by index, to key ``rp_filter`` by device name."""
+def _netconf(nl: NetlinkSocket, family: int) -> tuple[dict[int, int], dict[int, int]]:
+    """(forwarding, rp_filter) by ifindex (IFINDEX_ALL, IFINDEX_DEFAULT included) for one address family."""
     forwarding: dict[int, int] = {}
     rp_filter: dict[int, int] = {}
-    for _kind, data, off, end in nl.dump(RTM_GETNETCONF, struct.pack("=Bxxx", socket.AF_INET)):
+    for _kind, data, off, end in nl.dump(RTM_GETNETCONF, struct.pack("=Bxxx", family)):
         a = attrs(data, off + 4, end)
         if NETCONFA_IFINDEX not in a:
             continue
@@ -48,12 +48,21 @@ def read_sysctls(nl: NetlinkSocket, names: dict[int, str]) -> Sysctls:
             forwarding[index] = I32.unpack_from(data, a[NETCONFA_FORWARDING][0])[0]
         if NETCONFA_RP_FILTER in a:
             rp_filter[index] = I32.unpack_from(data, a[NETCONFA_RP_FILTER][0])[0]
+    return forwarding, rp_filter
+
+
+def read_sysctls(nl: NetlinkSocket, names: dict[int, str]) -> Sysctls:
+    """``names``: the namespace's devices by index, to key ``rp_filter`` by device name."""
+    forwarding, rp_filter = _netconf(nl, socket.AF_INET)
+    forwarding6, _ = _netconf(nl, socket.AF_INET6)  # empty when IPv6 is disabled
     nf_call = _read_int("/proc/sys/net/bridge/bridge-nf-call-iptables")
-    forward = forwarding.get(IFINDEX_ALL)
+    forward, forward6 = forwarding.get(IFINDEX_ALL), forwarding6.get(IFINDEX_ALL)
     return Sysctls(
         ip_forward=None if forward is None else bool(forward),
         rp_filter_all=rp_filter.get(IFINDEX_ALL),
         rp_filter_default=rp_filter.get(IFINDEX_DEFAULT),
         rp_filter={names[i]: v for i, v in rp_filter.items() if i in names},
         bridge_nf_call_iptables=None if nf_call is None else bool(nf_call),
+        ip6_forward=None if forward6 is None else bool(forward6),
+        accept_ra=_read_int("/proc/sys/net/ipv6/conf/all/accept_ra") if forward6 is not None else None,
     )

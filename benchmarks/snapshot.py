@@ -20,9 +20,17 @@ neighbour table for all namespaces and walks all of it for every namespace's dum
 (measured here: 64 µs a namespace beside 10,000 entries, 420 µs beside 40,000), so
 what vxray adds is printed above the floor as well.
 
+Then (``--nftables``, on by default; ``--nftables-only`` skips the rest) the same DNAT
+rules as a native nftables ruleset in a host namespace, once as plain rules and once
+as one dnat map: vxray's read of that namespace's nftables (in-process, the nft part
+of the read: the netlink table list, ``nft -j`` and ``nft -a`` side by side, the
+decoding) against ``nft -j list ruleset`` run as a process in that namespace, median
+of ``--runs``. Target: ratio <= 1.
+
 Everything lives in ``vxbench<pid>-*`` namespaces, removed at the end.
 
     python benchmarks/snapshot.py [--containers 200] [--entries 10000] [--rules 2000] [--runs 5] [--scales 1,2,4]
+                                  [--no-nftables | --nftables-only]
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from backend.collect import collect
 from backend.model import HostSnapshot
 from backend.netlink import NLM_F_DUMP, NLM_F_REQUEST, NLMSG, NetlinkSocket
 from backend.netns import Scope, discover
+from backend.nftables import NftReader, nft_tables
 from backend.rtnl import AF_BRIDGE, IFINFOMSG, NDMSG, RTM_GETADDR, RTM_GETLINK, RTM_GETNEIGH, RTM_GETROUTE, RTMSG
 from benchmarks.workload import median, need_root, run
 
@@ -232,6 +241,51 @@ def measure(scale: int, args: argparse.Namespace, work: str, baseline: bool) -> 
           f"process max RSS so far {child_peak_rss():.0f} MiB")  # fmt: skip
 
 
+def nft_ruleset(rules: int, as_map: bool) -> str:
+    """The workload's DNAT rules as native nftables: one rule per port, or one dnat map holding them all."""
+    targets = [(10000 + i % 50000, f"10.200.200.{i % 200 + 2}") for i in range(rules)]
+    head = "table ip vxbench {\n"
+    chain = "  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n"
+    if as_map:
+        elements = ", ".join(f"{port} : {addr} . 80" for port, addr in targets)
+        return (f"{head}  map dnat_to {{\n    type inet_service : ipv4_addr . inet_service\n"
+                f"    elements = {{ {elements} }}\n  }}\n{chain}"
+                '    iifname != "br0" counter dnat ip to tcp dport map @dnat_to\n  }\n}\n')  # fmt: skip
+    lines = "".join(f'    iifname != "br0" tcp dport {port} counter dnat to {addr}:80\n' for port, addr in targets)
+    return f"{head}{chain}{lines}  }}\n}}\n"
+
+
+def read_nftables() -> int:
+    """vxray's nft part of a namespace read, in this thread's namespace; returns the rules read."""
+    tables, notes = NftReader(nft_tables()).result()
+    assert not notes, notes
+    return sum(len(c.rules) for t in tables for c in t.chains)
+
+
+def measure_nftables(args: argparse.Namespace) -> None:
+    print(f"\nnftables: {args.rules} DNAT rules as a native ruleset in one namespace")
+    run("ip", "netns", "add", HOST)
+    try:
+        for shape, as_map in (("plain rules", False), ("one dnat map", True)):
+            run("ip", "netns", "exec", HOST, "nft", "flush", "ruleset")
+            run("ip", "netns", "exec", HOST, "nft", "-f", "-", stdin=nft_ruleset(args.rules, as_map))
+            with nsenter.named(HOST):  # this thread in the namespace, as a collecting worker is
+                read_nftables()  # warm-up
+                ours, base = [], []
+                for _ in range(args.runs):  # alternating, so drift on the machine hits both alike
+                    start = time.perf_counter()
+                    read_nftables()
+                    ours.append(time.perf_counter() - start)
+                    start = time.perf_counter()
+                    subprocess.run(["nft", "-j", "list", "ruleset"], stdout=subprocess.DEVNULL, check=True)
+                    base.append(time.perf_counter() - start)
+            o, b = sorted(ours)[args.runs // 2], sorted(base)[args.runs // 2]
+            print(f"  {shape + ':':<13} nft -j list ruleset (process) {b * 1000:7.1f} ms, vxray's read "
+                  f"{o * 1000:7.1f} ms (median of {args.runs}), ratio {o / b:.2f} (target <= 1)")  # fmt: skip
+    finally:
+        teardown()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--containers", type=int, default=200)
@@ -239,8 +293,15 @@ def main() -> int:
     ap.add_argument("--rules", type=int, default=2_000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--scales", default="1,2,4", help="workload multiples for the series (the first gets the baseline)")
+    ap.add_argument("--no-nftables", dest="nftables", action="store_false", help="skip the native nftables workload")
+    ap.add_argument("--nftables-only", action="store_true", help="only the native nftables workload")
     args = ap.parse_args()
     need_root()
+    if args.nftables and shutil.which("nft") is None:
+        sys.exit("the nftables workload needs nft (apt install nftables), or pass --no-nftables")
+    if args.nftables_only:
+        measure_nftables(args)
+        return 0
     if shutil.which("iptables-nft-restore") is None:
         sys.exit("the workload needs iptables-nft-restore (apt install iptables)")
     work = tempfile.mkdtemp(prefix="vxbench-")
@@ -252,6 +313,8 @@ def main() -> int:
                 teardown()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if args.nftables:
+        measure_nftables(args)
     return 0
 
 

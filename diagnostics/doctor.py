@@ -19,9 +19,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from backend.model import Link
+from backend.model import Link, Namespace
 from backend.records import Endpoint, HostRecord, NetworkRecord
-from diagnostics.netfilter import Flow, dnat_to, hook, published, published_accept
+from diagnostics.netfilter import Decision, Flow, dnat_to, hook, published, published_accept
+from diagnostics.nftables import NftDecision, run_hook
 from diagnostics.trace import USABLE, VXLAN_OVERHEAD, Fix, fix_in
 from diagnostics.world import ZERO_MAC, World
 
@@ -61,6 +62,15 @@ class _Doctor:
 
     def _fix(self, key: str, vxray: tuple[str, ...] = (), native: tuple[str, ...] = (), missing: str = "") -> Fix:
         return fix_in(self.w, key, vxray, native, missing)
+
+    def _undo(self, key: str, decision: Decision | NftDecision, vxray: tuple[str, ...]) -> Fix:
+        """The fix of a refusal: vxray's own setting for iptables' (it writes iptables rules, which cannot
+        outvote a native nftables drop), else the iptables or nft command that takes the refusal away."""
+        if isinstance(decision, NftDecision):
+            return self._fix(key, native=decision.undo(), missing="vxray has no command that changes nftables rules")
+        if vxray:
+            return self._fix(key, vxray, decision.undo())
+        return self._fix(key, native=decision.undo(), missing="vxray has no command that deletes a FORWARD rule")
 
     def host_key(self, host: str) -> str | None:
         label = self.w.labels.host_netns.get(host)
@@ -226,16 +236,15 @@ class _Doctor:
             if other == host or not vtep or not mine:
                 continue
             flow = Flow(vtep, mine, "udp", vx.vxlan.dstport, dev.name if dev else None, None, dst_local=True)
-            decision = hook(self.w.place(under_key).ns, "filter", "INPUT", flow)
-            if not decision.accepted:
+            decision = _refusal(self.w.place(under_key).ns, "INPUT", flow)
+            if decision is not None:
+                where = decision.where if isinstance(decision, NftDecision) else "its INPUT chain"
                 self.add(
                     0.95,
                     host,
-                    f"{host} drops VXLAN: UDP {vx.vxlan.dstport} from {other} ({vtep}) is refused by its INPUT chain",
+                    f"{host} drops VXLAN: UDP {vx.vxlan.dstport} from {other} ({vtep}) is refused by {where}",
                     [decision.describe()],
-                    self._fix(
-                        under_key, ("vxray", "host", "set", host, f"udp.{vx.vxlan.dstport}=accept"), decision.undo()
-                    ),
+                    self._undo(under_key, decision, ("vxray", "host", "set", host, f"udp.{vx.vxlan.dstport}=accept")),
                 )
                 return
 
@@ -348,14 +357,13 @@ class _Doctor:
                 ),
             )
         for a, b in pairs:
-            decision = hook(ns, "filter", "FORWARD", Flow(_first(a), _first(b), "udp", 4789, a.name, b.name))
-            if decision.accepted:
+            decision = _refusal(ns, "FORWARD", Flow(_first(a), _first(b), "udp", 4789, a.name, b.name))
+            if decision is None:
                 continue
-            if decision.rule is None:
-                fix = self._fix(key, ("vxray", "host", "set", host, "forward_policy=ACCEPT"), decision.undo())
-            else:
-                fix = self._fix(key, native=decision.undo(), missing="vxray has no command that deletes a FORWARD rule")
-            self.add(0.9, host, f"{host} drops forwarded traffic from {a.name} to {b.name}", [decision.describe()], fix)
+            policy = ("vxray", "host", "set", host, "forward_policy=ACCEPT") if decision.rule is None else ()
+            where = f" ({decision.where}, not iptables)" if isinstance(decision, NftDecision) else ""
+            self.add(0.9, host, f"{host} drops forwarded traffic from {a.name} to {b.name}{where}",
+                     [decision.describe()], self._undo(key, decision, policy))  # fmt: skip
             break
         forward = next(
             (
@@ -466,6 +474,13 @@ class _Doctor:
                     f"duplicate MAC {mac}: {', '.join(names)}",
                     [f"{self.w.place(k).label} {lk.name}" for k, lk in owners],
                 )
+
+
+def _refusal(ns: Namespace, chain: str, flow: Flow) -> Decision | NftDecision | None:
+    """What refuses ``flow`` at filter hook ``chain``: iptables' filter table or any native base chain there
+    (firewalld's inet table among them) — each must accept, in priority order."""
+    decisions = run_hook(ns, chain.lower(), flow, (("filter", chain),) if ns.netfilter else ())
+    return next((d for d in decisions if not d.accepted), None)
 
 
 def _first(link: Link) -> str:

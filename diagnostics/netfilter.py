@@ -22,7 +22,9 @@ _UNDERSTOOD_MODULES = {"tcp", "udp", "icmp", "comment", "conntrack", "state", "a
 
 @dataclass(frozen=True)
 class Flow:
-    """What rules match on; ``reply`` packets belong to an established connection."""
+    """What rules match on; ``reply`` packets belong to an established connection. ``sport`` None is an
+    ephemeral port (it matches no listed port); ``l3`` is ``arp`` for an ARP frame, which only bridge and
+    netdev chains see; the MACs are the frame's, for bridge and netdev chains."""
 
     src: str
     dst: str
@@ -32,6 +34,11 @@ class Flow:
     out_iface: str | None
     reply: bool = False
     dst_local: bool = False
+    sport: int | None = None
+    mark: int = 0
+    l3: str = "ip"
+    src_mac: str | None = None
+    dst_mac: str | None = None
 
 
 @dataclass(frozen=True)

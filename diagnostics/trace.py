@@ -21,7 +21,8 @@ from typing import Any
 
 from backend.model import Link, Route
 from backend.shellwords import shell_line
-from diagnostics.netfilter import Decision, Flow, dnat_to, hook, published_accept
+from diagnostics.netfilter import Decision, Flow, published_accept
+from diagnostics.nftables import NftDecision, nat_target, run_hook
 from diagnostics.world import BROADCAST, ZERO_MAC, World
 
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
@@ -100,6 +101,7 @@ class Packet:
     reply: bool = False
     vni: int | None = None
     inner: Frame | None = None  # an encapsulated VXLAN packet carries a frame
+    sport: int | None = None  # None: an ephemeral port (a request's); a reply's is the request's dport
 
 
 @dataclass(frozen=True)
@@ -208,8 +210,10 @@ class _Sim:
             if orig is not None and pkt.reply:
                 self.step(key, "conntrack", f"{pkt.dst} -> {orig}", "reply to a masqueraded connection: un-NAT")
                 pkt = replace(pkt, dst=orig)
-            if pkt.proto in ("tcp", "udp") and not pkt.reply:
-                pkt = self._dnat(key, pkt, in_dev)
+            found = self._prerouting(key, pkt, in_dev)
+            if found is None:
+                return None
+            pkt = found
         local = self.w.local(key, pkt.dst)
         if local is not None:
             return self._deliver_local(key, pkt, in_dev, local)
@@ -227,7 +231,10 @@ class _Sim:
             return None
         if in_dev is None and not self._filter(key, "OUTPUT", pkt, None, out.name):
             return None
-        pkt = self._masquerade(key, pkt, out)
+        found = self._postrouting(key, pkt, in_dev, out)
+        if found is None:
+            return None
+        pkt = found
         if not out.up:
             self.fail(key, "link", f"{out.name} state {out.operstate}", f"{out.name} is down",
                       self._link_up_fix(key, out))  # fmt: skip
@@ -259,30 +266,75 @@ class _Sim:
         self.arrived = pkt
         return key
 
-    def _dnat(self, key: str, pkt: Packet, in_dev: Link) -> Packet:
-        ns = self.w.place(key).ns
-        flow = Flow(pkt.src, pkt.dst, pkt.proto, pkt.dport, in_dev.name, None, dst_local=self.w.local(key, pkt.dst)
-                    is not None)  # fmt: skip
-        decision = hook(ns, "nat", "PREROUTING", flow)
-        if decision.target != "DNAT" or decision.rule is None:
-            return pkt
-        ip, port = dnat_to(decision.rule)
-        self.step(key, "nat PREROUTING", decision.describe(), f"DNAT {pkt.dst}:{pkt.dport} -> {ip}:{port or pkt.dport}")
-        return replace(pkt, dst=ip, dport=port or pkt.dport)
+    def _flow(self, key: str, pkt: Packet, in_iface: str | None, out_iface: str | None) -> Flow:
+        return Flow(pkt.src, pkt.dst, pkt.proto, pkt.dport, in_iface, out_iface, pkt.reply,
+                    self.w.local(key, pkt.dst) is not None, pkt.sport)  # fmt: skip
 
-    def _masquerade(self, key: str, pkt: Packet, out: Link) -> Packet:
-        if pkt.reply or not self.w.place(key).ns.netfilter:
+    def _prerouting(self, key: str, pkt: Packet, in_dev: Link) -> Packet | None:
+        """The prerouting hook: iptables' nat PREROUTING (its DNAT for published ports) and every native base
+        chain there, in priority order; a DNAT moves the destination, a drop ends the packet (None)."""
+        ns = self.w.place(key).ns
+        if not ns.netfilter and not ns.nftables:
             return pkt
-        flow = Flow(pkt.src, pkt.dst, pkt.proto, pkt.dport, None, out.name)
-        decision = hook(self.w.place(key).ns, "nat", "POSTROUTING", flow)
-        if decision.target not in ("MASQUERADE", "SNAT") or decision.rule is None:
+        natting = pkt.proto in ("tcp", "udp") and not pkt.reply and ns.netfilter
+        flow = self._flow(key, pkt, in_dev.name, None)
+        for decision in run_hook(ns, "prerouting", flow, (("nat", "PREROUTING"),) if natting else ()):
+            to = nat_target(decision, flow)
+            moved = f"DNAT {pkt.dst}:{pkt.dport} -> {to[0]}:{to[1] or pkt.dport}" if to else ""
+            if isinstance(decision, Decision):
+                if to is not None:
+                    self.step(key, "nat PREROUTING", decision.describe(), moved)
+            elif decision.verdict == "redirect":
+                to = (_first_ip(in_dev), pkt.dport)
+                moved = f"redirect {pkt.dst} -> {to[0]} (the address of {in_dev.name})"
+            if isinstance(decision, NftDecision) and not self._nft_step(key, decision, _what(pkt), moved):
+                return None
+            if to is not None:
+                pkt = replace(pkt, dst=to[0], dport=to[1] or pkt.dport)
+        return pkt
+
+    def _postrouting(self, key: str, pkt: Packet, in_dev: Link | None, out: Link) -> Packet | None:
+        """The postrouting hook: iptables' nat POSTROUTING and every native base chain there, in priority order;
+        MASQUERADE/SNAT (remembered for the reply's un-NAT) move the source, a drop ends the packet (None)."""
+        ns = self.w.place(key).ns
+        if not ns.netfilter and not ns.nftables:
             return pkt
-        new = (decision.rule.to or "").split(":")[0] if decision.target == "SNAT" else _first_ip(out)
-        if not new:
-            return pkt
-        self.state.unnat[key, new] = pkt.src
-        self.step(key, "nat POSTROUTING", decision.describe(), f"{decision.target}: source {pkt.src} -> {new}")
-        return replace(pkt, src=new)
+        iptables = (("nat", "POSTROUTING"),) if ns.netfilter and not pkt.reply else ()
+        flow = self._flow(key, pkt, in_dev.name if in_dev else None, out.name)
+        for decision in run_hook(ns, "postrouting", flow, iptables):
+            new = self._new_source(decision, out)
+            text = f"{_verdict(decision)}: source {pkt.src} -> {new}" if new else ""
+            if isinstance(decision, Decision) and new:
+                self.step(key, "nat POSTROUTING", decision.describe(), text)
+            if isinstance(decision, NftDecision) and not self._nft_step(key, decision, _what(pkt), text):
+                return None
+            if new:
+                self.state.unnat[key, new] = pkt.src
+                pkt = replace(pkt, src=new)
+        return pkt
+
+    @staticmethod
+    def _new_source(decision: Decision | NftDecision, out: Link) -> str:
+        """The source MASQUERADE (``out``'s address) or SNAT gives the packet; "" when it does not NAT."""
+        if isinstance(decision, Decision):
+            if decision.rule is None or decision.target not in ("MASQUERADE", "SNAT"):
+                return ""
+            return (decision.rule.to or "").split(":")[0] if decision.target == "SNAT" else _first_ip(out)
+        if decision.verdict == "masquerade":
+            return _first_ip(out)
+        return decision.to[0] if decision.verdict == "snat" and decision.to else ""
+
+    def _nft_step(self, key: str, decision: NftDecision, what: str, text: str = "") -> bool:
+        """The step of one native base chain; what could not be evaluated is said, never guessed."""
+        uncertain = f" (uncertain: {'; '.join(decision.notes)})" if decision.notes else ""
+        if decision.accepted:
+            self.step(key, decision.where, decision.describe(), f"{text or 'accepted'}{uncertain}")
+            return True
+        self.fail(key, decision.where, decision.describe(),
+                  f"{what} {decision.verdict}ed by nftables{uncertain}",
+                  self._fix(key, native=decision.undo(), missing="vxray has no command that changes nftables "
+                            "rules"))  # fmt: skip
+        return False
 
     def _forward(self, key: str, pkt: Packet, in_dev: Link, out: Link) -> bool:
         ns = self.w.place(key).ns
@@ -303,18 +355,25 @@ class _Sim:
         return self._filter(key, "FORWARD", pkt, in_dev.name, out.name)
 
     def _filter(self, key: str, chain: str, pkt: Packet, in_iface: str | None, out_iface: str | None) -> bool:
+        """The filter hook ``chain`` (FORWARD, INPUT, OUTPUT): iptables' filter table of every back-end and
+        every native base chain there, in priority order; the first refusal drops the packet."""
         ns = self.w.place(key).ns
-        if not ns.netfilter:
+        if not ns.netfilter and not ns.nftables:
             return True
-        flow = Flow(pkt.src, pkt.dst, pkt.proto, pkt.dport, in_iface, out_iface, pkt.reply)
-        decision = hook(ns, "filter", chain, flow)
-        if decision.accepted:
-            if decision.rule is not None or (decision.chain == chain and chain != "OUTPUT"):
-                self.step(key, f"filter {chain}", decision.describe(), "accepted")
-            return True
-        self.fail(key, f"filter {chain}", decision.describe(), f"{pkt.proto} {pkt.src} -> {pkt.dst} dropped",
-                  self._filter_fix(key, chain, decision, pkt, out_iface))  # fmt: skip
-        return False
+        flow = self._flow(key, pkt, in_iface, out_iface)
+        for decision in run_hook(ns, chain.lower(), flow, (("filter", chain),) if ns.netfilter else ()):
+            if isinstance(decision, NftDecision):
+                if not self._nft_step(key, decision, _what(pkt)):
+                    return False
+                continue
+            if decision.accepted:
+                if decision.rule is not None or (decision.chain == chain and chain != "OUTPUT"):
+                    self.step(key, f"filter {chain}", decision.describe(), "accepted")
+                continue
+            self.fail(key, f"filter {chain}", decision.describe(), f"{pkt.proto} {pkt.src} -> {pkt.dst} dropped",
+                      self._filter_fix(key, chain, decision, pkt, out_iface))  # fmt: skip
+            return False
+        return True
 
     def _filter_fix(self, key: str, chain: str, decision: Decision, pkt: Packet, out_iface: str | None) -> Fix:
         rule = decision.rule
@@ -494,7 +553,7 @@ class _Sim:
         return False
 
     def l2_receive(self, key: str, dev: Link, frame: Frame) -> str | None:
-        if not self._fits(key, dev, frame, "entering"):
+        if not self._fits(key, dev, frame, "entering") or not self._ingress(key, dev, frame):
             return None
         if frame.vlan is not None:
             child = next((lk for k, lk in self.w.children.get((key, dev.index), []) if lk.vlan_id == frame.vlan), None)
@@ -535,12 +594,14 @@ class _Sim:
 
     def bridge(self, key: str, br: Link, in_port: Link | None, frame: Frame) -> str | None:
         ports = self.w.ports.get((key, br.name), [])
+        if in_port is not None and not self._bridge_hook(key, "prerouting", frame, in_port, None):
+            return None
         if frame.dst_mac != BROADCAST:
             if frame.dst_mac == br.mac and in_port is not None:
-                return self.l2_receive_l3(key, br, frame)
+                return self._bridge_l3(key, br, in_port, frame)
             entry = self.w.bridge_fdb.get((key, br.name), {}).get(frame.dst_mac)
             if entry is not None and entry.device == br.name and in_port is not None:
-                return self.l2_receive_l3(key, br, frame)
+                return self._bridge_l3(key, br, in_port, frame)
             if not self._bridged_filter(key, br, in_port, frame):
                 return None
             port = next((p for p in ports if entry is not None and p.name == entry.device), None)
@@ -555,14 +616,61 @@ class _Sim:
                           f"forward to {port.name}", dev=port.name)  # fmt: skip
                 if not self._port_open(key, port) or not self._fits(key, port, frame, "leaving by"):
                     return None
+                if not self._bridge_out(key, frame, in_port, port):
+                    return None
                 return self.l2_send(key, port, frame)
             self.step(key, "bridge fdb", f"no entry for {frame.dst_mac} on {br.name}", "unknown unicast: flood")
         candidates = [p for p in ports if in_port is None or p.name != in_port.name]
+        refused: list[Step] = []
         if frame.dst_mac == BROADCAST and in_port is not None:
-            got = self.l2_receive_l3(key, br, frame)
+            mark = len(self.steps)
+            got = self._bridge_l3(key, br, in_port, frame)
             if got is not None:
                 return got
-        return self._flood(key, candidates, frame)
+            refused = self.steps[mark:]  # the bridge's own refusal counts only if no port answers either
+            del self.steps[mark:]
+        got = self._flood(key, candidates, frame, in_port)
+        if got is None:
+            self.steps.extend(refused)
+        return got
+
+    def _bridge_out(self, key: str, frame: Frame, in_port: Link | None, port: Link) -> bool:
+        """A frame leaving by ``port``: the bridge family's forward (output, for the bridge's own) and
+        postrouting hooks."""
+        return self._bridge_hook(key, "forward" if in_port else "output", frame, in_port, port) and self._bridge_hook(
+            key, "postrouting", frame, in_port, port)  # fmt: skip
+
+    def _ingress(self, key: str, dev: Link, frame: Frame) -> bool:
+        """The ingress hook of ``dev``: netdev chains (and inet ones for IP) see every frame entering it,
+        before any bridge or routing decision."""
+        ns = self.w.place(key).ns
+        if not any(c.hook == "ingress" and c.device == dev.name for t in ns.nftables for c in t.chains):
+            return True
+        families = ("netdev", "inet") if frame.packet is not None else ("netdev",)
+        return self._native(key, "ingress", _frame_flow(frame, dev.name, None), families, dev.name)
+
+    def _bridge_hook(self, key: str, hook_name: str, frame: Frame, in_port: Link | None,
+                     out_port: Link | None) -> bool:  # fmt: skip
+        """A bridge-family hook (prerouting, input, forward, output): what nft's bridge tables do to frames the
+        bridge handles, iifname/oifname being its ports."""
+        if not any(t.family == "bridge" for t in self.w.place(key).ns.nftables):
+            return True
+        flow = _frame_flow(frame, in_port.name if in_port else None, out_port.name if out_port else None)
+        return self._native(key, hook_name, flow, ("bridge",))
+
+    def _native(self, key: str, hook_name: str, flow: Flow, families: tuple[str, ...], device: str | None = None
+                ) -> bool:  # fmt: skip
+        what = f"ARP who-has {flow.dst}" if flow.l3 == "arp" else f"{flow.proto} {flow.src} -> {flow.dst}"
+        for decision in run_hook(self.w.place(key).ns, hook_name, flow, (), families, device):
+            if isinstance(decision, NftDecision) and not self._nft_step(key, decision, what):
+                return False
+        return True
+
+    def _bridge_l3(self, key: str, br: Link, in_port: Link, frame: Frame) -> str | None:
+        """A frame for the bridge's own address goes up through the bridge family's input hook."""
+        if not self._bridge_hook(key, "input", frame, in_port, None):
+            return None
+        return self.l2_receive_l3(key, br, frame)
 
     def _bridged_filter(self, key: str, br: Link, in_port: Link | None, frame: Frame) -> bool:
         """With br_netfilter (``bridge-nf-call-iptables = 1``) a packet bridged from port to port crosses
@@ -584,13 +692,14 @@ class _Sim:
                   self._link_up_fix(key, port))  # fmt: skip
         return False
 
-    def _flood(self, key: str, ports: list[Link], frame: Frame) -> str | None:
+    def _flood(self, key: str, ports: list[Link], frame: Frame, in_port: Link | None = None) -> str | None:
         failures: list[list[Step]] = []
         for port in ports:
             if port.bridge_port is not None and frame.dst_mac != BROADCAST and not port.bridge_port.unicast_flood:
                 continue
             mark = len(self.steps)
             ok = self._port_open(key, port) and self._fits(key, port, frame, "leaving by")
+            ok = ok and self._bridge_out(key, frame, in_port, port)
             got = self.l2_send(key, port, frame) if ok else None
             if got is not None:
                 return got
@@ -795,6 +904,24 @@ def _route_text(route: Any) -> str:
     return " ".join(parts)
 
 
+def _what(pkt: Packet) -> str:
+    return f"{pkt.proto} {pkt.src} -> {pkt.dst}"
+
+
+def _frame_flow(frame: Frame, in_iface: str | None, out_iface: str | None) -> Flow:
+    """What bridge and netdev chains match on: the frame's MACs, and its IP packet or ARP request."""
+    pkt = frame.packet
+    if pkt is None:
+        return Flow(frame.arp_from or "0.0.0.0", frame.arp_for or "0.0.0.0", "arp", None, in_iface, out_iface,
+                    l3="arp", src_mac=frame.src_mac, dst_mac=frame.dst_mac)  # fmt: skip
+    return Flow(pkt.src, pkt.dst, pkt.proto, pkt.dport, in_iface, out_iface, pkt.reply, sport=pkt.sport,
+                src_mac=frame.src_mac, dst_mac=frame.dst_mac)  # fmt: skip
+
+
+def _verdict(decision: Decision | NftDecision) -> str:
+    return decision.target if isinstance(decision, Decision) else decision.verdict
+
+
 def _first_ip(link: Link) -> str:
     return next((a.address for a in link.addresses if ":" not in a.address), "")
 
@@ -819,7 +946,7 @@ def trace(world: World, src: str, dst: str, proto: str = "icmp", dport: int | No
     if reached is not None:
         back = _Sim(world, state, "reply")
         arrived = sim.arrived or pkt
-        reply = Packet(arrived.dst, arrived.src, proto, None, ip_size, df=df, reply=True)
+        reply = Packet(arrived.dst, arrived.src, proto, None, ip_size, df=df, reply=True, sport=arrived.dport)
         home = back.ip_output(reached, reply, None)
         steps += back.steps
         if home is not None and home != place.key:

@@ -37,7 +37,7 @@ def _on(tab: str, line: str | None = None) -> Any:
     return run_before
 
 
-@pytest.mark.parametrize("tab", ["Topology", "Links", "Bridges", "VXLAN", "FDB", "Neighbours", "NAT"])
+@pytest.mark.parametrize("tab", ["Topology", "Links", "Bridges", "VXLAN", "FDB", "Neighbours", "Firewall"])
 def test_view_renders_the_saved_lab(tab: str, snap_compare: Any) -> None:
     assert snap_compare(_app(), terminal_size=SIZE, run_before=_on(tab))
 

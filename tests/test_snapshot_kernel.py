@@ -133,3 +133,12 @@ def test_a_re_read_narrowed_to_changed_namespaces_keeps_the_others_tables(lab: L
     assert "172.30.0.98" not in {n.ip for n in second.namespace(c2).neighbours}, "c2 said unchanged: table kept"
     assert second.namespace(c2).link("eth0").mtu == 1400, "links are always read: references must resolve"
     assert second.namespace("host").bridges() == collect(_scope(lab, host), docker="none").namespace("host").bridges()
+
+
+def test_ipv6_forwarding_and_accept_ra_are_read_per_namespace(lab: Lab) -> None:
+    on, off = lab.netns("v6on"), lab.netns("v6off")
+    lab.run(on, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+    lab.run(on, "sysctl", "-qw", "net.ipv6.conf.all.accept_ra=2")
+    snap = collect(Scope(host_netns=on, netns=(off,)), docker="none")
+    got = {ns.name: (ns.sysctls.ip6_forward, ns.sysctls.accept_ra) for ns in snap.namespaces}
+    assert got == {"host": (True, 2), off: (False, 1)}

@@ -1,5 +1,5 @@
-"""The Textual app: every host's namespaces, links, bridges, veths, VXLAN FDBs, neighbours, routes and NAT,
-live, with the command line, the trace and the doctor inside.
+"""The Textual app: every host's namespaces, links, bridges, veths, VXLAN FDBs, neighbours, routes and firewall
+rules (iptables and nftables), live, with the command line, the trace and the doctor inside.
 
 The app only renders and dispatches. Snapshots are read by a thread worker and
 arrive as ``SnapshotCollected``; a second worker blocks on netlink

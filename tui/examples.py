@@ -39,7 +39,7 @@ EXAMPLES: dict[str, list[str]] = {
     "port": ["port add web1 8081:80          # docker run -p 8081:80: DNAT, MASQUERADE, ACCEPT"],
     "snapshot": ["snapshot --netns 'overlay-static.*'"],
     "ping": ["ping vm33 vm3 -c 3"],
-    "show": ["show fdb dev vxlan1", "show neigh 172.21.", "show bridges", "show nat"],
+    "show": ["show fdb dev vxlan1", "show neigh 172.21.", "show bridges", "show firewall"],
     "use": ["use yy3                          # later commands act on host yy3", "use lab overlay-static"],
 }
 

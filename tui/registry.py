@@ -16,7 +16,7 @@ nothing about a command is kept in a second table. Doors:
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from backend.protocol import Policy
@@ -49,9 +49,10 @@ class Command:
     grouped: bool = False  # its second word is an action (``network ls``), not an argument (``trace A B``)
 
 
-def _group(name: str, help: str, handler: Handler, reads: set[str], asks: set[str] = frozenset(),
+def _group(name: str, help: str, handler: Handler, reads: Iterable[str], asks: Iterable[str] = (),
            remote: str = "run", doors: frozenset[str] = ALL,
            positional: dict[str | None, tuple[str, ...]] | None = None) -> Command:  # fmt: skip
+    """A command whose second word is an action (``network ls``); by default it runs on one machine's agent."""
     return Command(name, help, handler, frozenset(reads), frozenset(asks), remote, doors, positional or {}, True)
 
 

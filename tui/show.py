@@ -1,4 +1,4 @@
-"""``show links|bridges|veths|vxlan|fdb|neigh|routes|nat|netns [dev DEV] [netns NS] [TEXT]``: the app's tables.
+"""``show links|bridges|veths|vxlan|fdb|neigh|routes|firewall|netns [dev DEV] [netns NS] [TEXT]``: the app's tables.
 
 The rows are the app's own (``tui.tables``), printed as text. ``dev`` keeps the
 rows of one device, ``netns`` those of one namespace (its name, or what the
@@ -13,8 +13,9 @@ from backend.model import HostSnapshot, Labels
 from tui.tables import VIEWS, rows
 
 VIEW_OF = {"links": "Links", "bridges": "Bridges", "veths": "Veths", "vxlan": "VXLAN", "fdb": "FDB",
-           "neigh": "Neighbours", "routes": "Routes", "nat": "NAT", "netns": "Namespaces"}  # fmt: skip
+           "neigh": "Neighbours", "routes": "Routes", "firewall": "Firewall", "netns": "Namespaces"}  # fmt: skip
 TABLES = tuple(VIEW_OF)
+VIEW_OF["nat"] = "Firewall"  # the view's name before it held nftables too: still understood, no longer offered
 DEVICE_COLUMNS = ("link", "port", "end", "device")
 WIDEST = 48
 

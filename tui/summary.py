@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import TypeVar
 
-from backend.model import FdbEntry, HostSnapshot, Link, LinkRef, Namespace, Neighbour, Route, RuleSet
+from backend.model import FdbEntry, HostSnapshot, Link, LinkRef, Namespace, Neighbour, NftTable, Route, RuleSet
 
 
 def ref(r: LinkRef | None) -> str:
@@ -85,6 +85,19 @@ def _rules(rs: RuleSet, limit: int) -> Iterator[str]:
         yield from _limited(f"{what} [{rs.backend}]", rows, limit)
 
 
+def _nftables(tables: tuple[NftTable, ...], limit: int) -> Iterator[str]:
+    """Each nftables table with its chains (hook, priority, policy) and rule counts; the rules are the app's."""
+    rows = []
+    for t in tables:
+        sets = f", {len(t.sets)} sets/maps" if t.sets else ""
+        rows.append(f"table {t.family} {t.name}: {sum(len(c.rules) for c in t.chains)} rules{sets}")
+        for c in t.chains:
+            where = f" {c.type} hook {c.hook}" + (f" device {c.device}" if c.device else "") if c.base else ""
+            place = f" priority {c.priority} policy {c.policy}" if c.base else ""
+            rows.append(f"  chain {c.name}{where}{place} ({len(c.rules)} rules)")
+    yield from _limited("nftables", rows, limit)
+
+
 Entry = TypeVar("Entry", FdbEntry, Neighbour, Route)
 
 
@@ -99,7 +112,8 @@ def namespace_lines(ns: Namespace, limit: int = 25, show_all: bool = False) -> I
     s = ns.sysctls
     nf = "" if s.bridge_nf_call_iptables is None else f"  bridge-nf-call-iptables={int(s.bridge_nf_call_iptables)}"
     fwd = "?" if s.ip_forward is None else int(s.ip_forward)
-    yield f"  sysctl  ip_forward={fwd}  rp_filter all={s.rp_filter_all} default={s.rp_filter_default}{nf}"
+    fwd6 = "" if s.ip6_forward is None else f"  ipv6 forwarding={int(s.ip6_forward)} accept_ra={s.accept_ra}"
+    yield f"  sysctl  ip_forward={fwd}  rp_filter all={s.rp_filter_all} default={s.rp_filter_default}{fwd6}{nf}"
     yield from _limited("links", [_link(lk) for lk in ns.links], limit)
     bridges = [
         f"{br}: " + (", ".join(f"{p.name}({p.bridge_port.state if p.bridge_port else '?'})"
@@ -129,6 +143,7 @@ def namespace_lines(ns: Namespace, limit: int = 25, show_all: bool = False) -> I
     yield from _limited("routes", routes, limit, routes_hidden)
     for rs in ns.netfilter:
         yield from _rules(rs, limit)
+    yield from _nftables(ns.nftables, limit)
 
 
 def snapshot_lines(snap: HostSnapshot, limit: int = 25, show_all: bool = False) -> Iterator[str]:

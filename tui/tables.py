@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from backend.model import HostSnapshot, Labels, Namespace
+from backend.model import HostSnapshot, Labels, Namespace, NftChain
 from diagnostics.world import World
 from tui.summary import multicast, ref
 
@@ -24,7 +24,7 @@ VIEWS: dict[str, tuple[str, ...]] = {
     "FDB": ("namespace", "mac", "device", "dst / master", "state", "owner"),
     "Neighbours": ("namespace", "ip", "device", "lladdr", "state"),
     "Routes": ("namespace", "dst", "gateway", "device", "table", "proto"),
-    "NAT": ("namespace", "backend", "table", "chain", "rule", "packets"),
+    "Firewall": ("namespace", "backend", "family", "table", "chain", "rule", "packets"),
 }
 
 
@@ -104,25 +104,48 @@ def _routes(ns: Namespace, labels: Labels, owners: dict[str, str]) -> Iterator[R
                                              r.protocol)  # fmt: skip
 
 
-def _nat(ns: Namespace, labels: Labels, owners: dict[str, str]) -> Iterator[Row]:
+FAMILY_ORDER = ("ip", "ip6", "inet", "arp", "bridge", "netdev")
+
+
+def _hooked(chain: NftChain) -> str:
+    """A base chain's place: ``hook input priority -10 policy drop`` (a regular chain has none)."""
+    if not chain.base:
+        return ""
+    device = f" device {chain.device}" if chain.device else ""
+    return f"{chain.type} hook {chain.hook}{device} priority {chain.priority} policy {chain.policy}"
+
+
+def _firewall(ns: Namespace, labels: Labels, owners: dict[str, str]) -> Iterator[Row]:
+    """The iptables rule sets (family ip, per back-end), then every nftables table by family: chains, then rules."""
+    who = _who(labels, ns)
     for rs in ns.netfilter:
         for table in rs.tables:
             for chain in table.chains:
                 policy = f"policy {chain.policy}" if chain.policy else ""
                 yield (
                     f"{ns.id}/{rs.backend}/{table.name}/{chain.name}",
-                    (_who(labels, ns), rs.backend, table.name, chain.name, policy, str(chain.packets)),
+                    (who, rs.backend, "ip", table.name, chain.name, policy, str(chain.packets)),
                 )
                 for i, r in enumerate(chain.rules):
                     yield (
                         f"{ns.id}/{rs.backend}/{table.name}/{chain.name}/{i}",
-                        (_who(labels, ns), rs.backend, table.name, chain.name, r.spec, str(r.packets)),
+                        (who, rs.backend, "ip", table.name, chain.name, r.spec, str(r.packets)),
                     )
+    rank = {f: i for i, f in enumerate(FAMILY_ORDER)}
+    for t in sorted(ns.nftables, key=lambda t: rank.get(t.family, len(rank))):
+        key = f"{ns.id}/nftables/{t.family}/{t.name}"
+        for chain in t.chains:
+            yield f"{key}/{chain.name}", (who, "nftables", t.family, t.name, chain.name, _hooked(chain), "")
+            for r in chain.rules:
+                yield (
+                    f"{key}/{chain.name}/{r.handle}",
+                    (who, "nftables", t.family, t.name, chain.name, r.text, str(r.packets)),
+                )
 
 
 ROWS: dict[str, Callable[[Namespace, Labels, dict[str, str]], Iterator[Row]]] = {
     "Namespaces": _namespaces, "Links": _links, "Bridges": _bridges, "Veths": _veths, "VXLAN": _vxlan,
-    "FDB": _fdb, "Neighbours": _neighbours, "Routes": _routes, "NAT": _nat,
+    "FDB": _fdb, "Neighbours": _neighbours, "Routes": _routes, "Firewall": _firewall,
 }  # fmt: skip
 
 
