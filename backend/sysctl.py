@@ -15,11 +15,12 @@ import socket
 import struct
 
 from backend.model import Sysctls
-from backend.netlink import I32, NetlinkSocket, attrs
+from backend.netlink import I32, NetlinkSocket, attrs, nla
 
 RTM_GETNETCONF = 82
 NETCONFA_IFINDEX, NETCONFA_FORWARDING, NETCONFA_RP_FILTER = 1, 2, 3
 IFINDEX_ALL, IFINDEX_DEFAULT = -1, -2
+ALL = struct.pack("=i", IFINDEX_ALL)
 
 
 def _read_int(path: str) -> int | None:
@@ -51,12 +52,24 @@ def _netconf(nl: NetlinkSocket, family: int) -> tuple[dict[int, int], dict[int, 
     return forwarding, rp_filter
 
 
+def _ip6_forwarding(nl: NetlinkSocket) -> int | None:
+    """``net.ipv6.conf.all.forwarding`` by one netconf get (not a dump of every device); None without IPv6."""
+    try:
+        replies = nl.request(RTM_GETNETCONF, struct.pack("=Bxxx", socket.AF_INET6) + nla(NETCONFA_IFINDEX, ALL))
+    except OSError:  # IPv6 disabled in the namespace
+        return None
+    for _kind, data, off, end in replies:
+        a = attrs(data, off + 4, end)
+        if NETCONFA_FORWARDING in a:
+            return I32.unpack_from(data, a[NETCONFA_FORWARDING][0])[0]
+    return None
+
+
 def read_sysctls(nl: NetlinkSocket, names: dict[int, str]) -> Sysctls:
     """``names``: the namespace's devices by index, to key ``rp_filter`` by device name."""
     forwarding, rp_filter = _netconf(nl, socket.AF_INET)
-    forwarding6, _ = _netconf(nl, socket.AF_INET6)  # empty when IPv6 is disabled
     nf_call = _read_int("/proc/sys/net/bridge/bridge-nf-call-iptables")
-    forward, forward6 = forwarding.get(IFINDEX_ALL), forwarding6.get(IFINDEX_ALL)
+    forward, forward6 = forwarding.get(IFINDEX_ALL), _ip6_forwarding(nl)
     return Sysctls(
         ip_forward=None if forward is None else bool(forward),
         rp_filter_all=rp_filter.get(IFINDEX_ALL),

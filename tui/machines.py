@@ -20,19 +20,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from backend import codec, inventory
+from backend import codec
 from backend.errors import VxrayError, one_line
-from backend.fleet import Fleet
 from backend.model import HostSnapshot, Labels
-from backend.protocol import PROTOCOL, Hello, Policy
-from backend.remote import Machine, SshMachine, machine, parse
 from tui.commands import live_report
 from tui.context import Invocation, inventory_desired
 from tui.output import doctor_lines, emit, names, table, write_json
 from tui.summary import snapshot_lines
 from tui.trace_text import trace_lines
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the machinery of --host loads where it is used: `vxray snapshot` starts without it
+    from backend import inventory
+    from backend.protocol import Policy
+    from backend.remote import Machine, SshMachine
     from diagnostics.trace import Trace
 
 
@@ -47,6 +47,8 @@ def vxray_version() -> str:
 
 def _discovered(inv: inventory.Inventory) -> list[inventory.Entry]:
     """Agents registered in the inventory's consul store, offered beside the saved machines."""
+    from backend import inventory
+
     if not inv.store:
         return []
     from backend.store.registry import open_store
@@ -65,6 +67,8 @@ def _discovered(inv: inventory.Inventory) -> list[inventory.Entry]:
 def _offered(name: str, url: str) -> bool:
     """Whether an agent's record in the store (anyone who can write there wrote it) names a machine vxray may
     reach; one that does not is left out with a line saying why, so it cannot stop the others being read."""
+    from backend import inventory
+
     try:
         inventory.check_entry(name, url)
     except VxrayError as exc:
@@ -80,6 +84,9 @@ def known(inv: inventory.Inventory) -> list[inventory.Entry]:
 
 def machines(args: argparse.Namespace) -> list[Machine]:
     """``--host`` values: URLs, saved names, or ``all``; each becomes a machine named once."""
+    from backend import inventory
+    from backend.remote import machine, parse
+
     inv = inventory.load()
     found = known(inv)
     out: list[Machine] = []
@@ -107,6 +114,8 @@ def machines(args: argparse.Namespace) -> list[Machine]:
 
 
 def read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
+    from backend import inventory
+    from backend.fleet import Fleet
     from diagnostics.world import World
 
     if args.command == "snapshot" and args.json and len(ms) == 1:  # one machine as it is: a file:// for later
@@ -164,6 +173,7 @@ def read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
 def _capture(ms: list[Machine], t: Trace, src: str, dst: str, args: argparse.Namespace) -> set[tuple[str, str, str]]:
     """A live trace across machines: each one watches its devices on the path, then the source sends."""
     from backend.probe import new_ident
+    from backend.remote import SshMachine
     from diagnostics.live import watch_points
 
     by_host: dict[str, list[tuple[str, str]]] = {}
@@ -225,6 +235,7 @@ def agent(args: argparse.Namespace, policy: Policy) -> int:
     from backend.collect import collect
     from backend.netns import Scope
     from backend.observe import labels_for
+    from backend.protocol import PROTOCOL, Hello
 
     scope = Scope(args.host_netns, tuple(args.netns), tuple(args.netns_dir))
     name = args.name or socket.gethostname()
@@ -258,6 +269,7 @@ def agent(args: argparse.Namespace, policy: Policy) -> int:
 
 def _register(args: argparse.Namespace, name: str) -> None:
     """In a consul store, say how this machine is reached (from the SSH connection it was started over)."""
+    from backend.remote import parse
     from backend.store.registry import chosen, open_store
 
     where = chosen(args.store)
@@ -279,6 +291,7 @@ def _register(args: argparse.Namespace, name: str) -> None:
 
 
 def hosts(args: argparse.Namespace) -> int:
+    from backend import inventory
 
     if args.action == "add":
         inventory.add(args.name, args.url)
