@@ -65,6 +65,22 @@ class Lab:
         self.ip(ns_a, "link", "set", name_a, "up")
         self.ip(ns_b, "link", "set", name_b, "up")
 
+    def router(self, route_back: bool = True) -> tuple[str, str, str]:
+        """c1 (10.1.0.2) -- r (forwarding, 10.1.0.1 / 10.2.0.1) -- c2 (10.2.0.2); without ``route_back`` c2 has
+        no route to 10.1.0.0/24 (what NAT tests need)."""
+        c1, r, c2 = self.netns("c1"), self.netns("r"), self.netns("c2")
+        self.veth(c1, "eth0", r, "r1")
+        self.veth(r, "r2", c2, "eth0")
+        self.ip(c1, "addr", "add", "10.1.0.2/24", "dev", "eth0")
+        self.ip(c1, "route", "add", "default", "via", "10.1.0.1")
+        self.ip(r, "addr", "add", "10.1.0.1/24", "dev", "r1")
+        self.ip(r, "addr", "add", "10.2.0.1/24", "dev", "r2")
+        self.ip(c2, "addr", "add", "10.2.0.2/24", "dev", "eth0")
+        if route_back:
+            self.ip(c2, "route", "add", "default", "via", "10.2.0.1")
+        self.run(r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        return c1, r, c2
+
     def close(self) -> None:
         for argv in reversed(self.cleanups):
             sh(*argv, check=False)

@@ -25,17 +25,8 @@ pytestmark = pytest.mark.skipif(not have("nft"), reason="needs nft")
 
 
 def _router(lab: Lab) -> tuple[str, str, str]:
-    """c1 (10.1.0.2) -- r -- c2 (10.2.0.2), r forwarding, iptables-nft's FORWARD accepting everything."""
-    c1, r, c2 = lab.netns("c1"), lab.netns("r"), lab.netns("c2")
-    lab.veth(c1, "eth0", r, "r1")
-    lab.veth(r, "r2", c2, "eth0")
-    lab.ip(c1, "addr", "add", "10.1.0.2/24", "dev", "eth0")
-    lab.ip(c1, "route", "add", "default", "via", "10.1.0.1")
-    lab.ip(r, "addr", "add", "10.1.0.1/24", "dev", "r1")
-    lab.ip(r, "addr", "add", "10.2.0.1/24", "dev", "r2")
-    lab.ip(c2, "addr", "add", "10.2.0.2/24", "dev", "eth0")
-    lab.ip(c2, "route", "add", "default", "via", "10.2.0.1")
-    lab.run(r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    """c1 -- r -- c2 (``Lab.router``), with iptables-nft's FORWARD accepting everything."""
+    c1, r, c2 = lab.router()
     if have("iptables-nft"):
         lab.run(r, "iptables-nft", "-A", "FORWARD", "-j", "ACCEPT")
     return c1, r, c2

@@ -15,26 +15,12 @@ from conftest import Lab, have
 pytestmark = pytest.mark.skipif(not (have("iptables-legacy") and have("iptables-nft")), reason="needs both iptables")
 
 
-def _router(lab: Lab) -> tuple[str, str, str]:
-    """c1 (10.1.0.2) -- r (router) -- c2 (10.2.0.2); c2 has no route back to 10.1.0.0/24."""
-    c1, r, c2 = lab.netns("c1"), lab.netns("r"), lab.netns("c2")
-    lab.veth(c1, "eth0", r, "r1")
-    lab.veth(r, "r2", c2, "eth0")
-    lab.ip(c1, "addr", "add", "10.1.0.2/24", "dev", "eth0")
-    lab.ip(c1, "route", "add", "default", "via", "10.1.0.1")
-    lab.ip(r, "addr", "add", "10.1.0.1/24", "dev", "r1")
-    lab.ip(r, "addr", "add", "10.2.0.1/24", "dev", "r2")
-    lab.ip(c2, "addr", "add", "10.2.0.2/24", "dev", "eth0")
-    lab.run(r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-    return c1, r, c2
-
-
 def _ruleset(snap: HostSnapshot, ns: str, backend: str) -> RuleSet:
     return next(rs for rs in snap.namespace(ns).netfilter if rs.backend == backend)
 
 
 def test_rules_from_legacy_and_nft_both_appear_labelled_with_counters(lab: Lab) -> None:
-    c1, r, c2 = _router(lab)
+    c1, r, c2 = lab.router(route_back=False)
     lab.run(r, "iptables-nft", "-t", "nat", "-A", "POSTROUTING", "-s", "10.1.0.0/24", "-o", "r2", "-j", "MASQUERADE")
     lab.run(r, "iptables-legacy", "-t", "nat", "-A", "PREROUTING", "-i", "r1", "-p", "tcp", "--dport", "8081",
             "-j", "DNAT", "--to-destination", "10.2.0.2:80")  # fmt: skip
