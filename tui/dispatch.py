@@ -63,7 +63,7 @@ def execute(args: argparse.Namespace, command: list[str], door: str) -> int:
         return machines.read_command(args, machines.machines(args))
     if args.remotes and spec.remote == "run":
         return machines.run_on_one(args, machines.machines(args), command)
-    if args.remotes and spec.name not in ("hosts",):
+    if args.remotes and spec.remote == "local":
         raise VxrayError(f"{args.command} acts on this machine; it does not take --host")
     if args.journal:
         return _journaled(spec.handler, args, command)

@@ -34,7 +34,8 @@ class Command:
     ``reads``: the actions that only read (``None`` in it: the command as a whole reads); every other action
     changes the kernel or the store and is refused under ``--read-only``. ``asks``: actions that ask before
     they run (``--yes`` answers). ``remote``: with ``--host``, ``read`` reads every machine named, ``run`` runs
-    on one machine's agent, ``local`` refuses. ``positional``: the kinds of its positional arguments, per
+    on one machine's agent, ``local`` refuses, ``here`` runs on this machine whatever machines are named (``hosts``
+    manages the list of machines itself). ``positional``: the kinds of its positional arguments, per
     action, for completion (names the vocabulary knows: ``networks``, ``containers`` …).
     """
 
@@ -82,7 +83,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
            {"ls", "status", "check", "export"}, {"down"}, remote="local", doors=HERE, positional={
                "up": ("builtin",), "down": ("labs",), "status": ("labs",), "check": ("labs",),
                "export": ("labs",), "use": ("labs",)}),
-    _group("hosts", "machines saved for --host: add, rm, ls", machines.hosts, {"ls"}, remote="local", doors=HERE),
+    _group("hosts", "machines saved for --host: add, rm, ls", machines.hosts, {"ls"}, remote="here",
+           doors=HERE),
     # doors themselves: opened by the entry point (tui.cli), never over an agent or from inside another door
     Command("app", "the live view of every host, with the command line, trace and doctor inside", None,
             frozenset({None}), remote="read", doors=frozenset({"bash"})),
