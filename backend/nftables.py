@@ -6,10 +6,13 @@ the ``nft`` processes it starts inherit the thread's namespace.
 - Which tables exist is asked over netlink first (``nft_tables``), so a namespace
   without any table costs no process.
 - libnftables is the only decoder of nft expressions that follows the kernel, so
-  ``nft`` is run twice, at once and while the caller reads its netlink tables:
-  ``nft -j list ruleset`` for the structure and each rule's expressions (what the
-  trace evaluates), ``nft -a list ruleset`` for each rule's text as people read it,
-  joined to the JSON rules by (family, table, chain, handle).
+  the ruleset is listed twice: as JSON (the structure and each rule's expressions,
+  what the trace evaluates) by libnftables in this process (``Libnft``, through
+  ctypes: no process to start, the JSON never crosses a pipe), and as text
+  (``nft -a list ruleset``, each rule's text as people read it) by an ``nft``
+  process started at once, on another core while the caller reads its netlink
+  tables; they are joined by (family, table, chain, handle). Without libnftables
+  (a machine with only the ``nft`` binary) the JSON comes from ``nft -j`` too.
 - The JSON comes from the machine but is decoded against types (msgspec): a
   document vxray cannot read is a note, never a traceback.
 
@@ -20,11 +23,13 @@ kept here as the kernel holds them, beside the ``RuleSet("nft")`` that
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
 import struct
 import subprocess
+import threading
 
 import msgspec
 
@@ -41,7 +46,13 @@ FAMILIES = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}  
 PRIORITIES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
 BRIDGE_PRIORITIES = {"dstnat": -300, "filter": -200, "out": 100, "srcnat": 300}
 _PRIORITY = re.compile(r"\s*([a-z]+)\s*(?:([+-])\s*(\d+))?\s*")
-FLAGS = ("-j", "-a")  # the JSON (structure, expressions, counters), then the text people read
+# the JSON (structure, expressions, counters, set elements), then the text people read (terse: no set's elements,
+# which the JSON has; a 2,000-element map would double the text's time)
+ARGV = {"-j": ("nft", "-j", "list", "ruleset"), "-a": ("nft", "-a", "-t", "list", "ruleset")}
+NFT_CTX_OUTPUT_JSON = 1 << 4  # libnftables.h, enum nft_output_flags
+# libxtables is one process-wide state: python-iptables reads legacy tables through it, and libnftables calls it to
+# print iptables-nft's compat (xt) expressions. Every in-process use takes this lock, in any namespace thread.
+XTABLES_LOCK = threading.Lock()
 _LISTING = re.compile(
     r"^(?:table (?P<family>\S+) (?P<table>\S+) \{.*"
     r"|\tchain (?P<chain>\S+) \{.*"
@@ -228,6 +239,57 @@ def decode(document: bytes, listing: Listing | None = None) -> tuple[tuple[NftTa
     return tuple(tables), notes
 
 
+class Libnft:
+    """``list ruleset`` as JSON by libnftables in this process, in the calling thread's namespace.
+
+    Debian's ``python3-nftables`` is the same few ctypes calls but lives outside the venv
+    and pip cannot install it. A context is made per listing and freed after: its netlink
+    socket belongs to the namespace it was opened in. Listings from several namespace threads
+    take turns with each other and with python-iptables (``XTABLES_LOCK``).
+    """
+
+    _lib: ctypes.CDLL | None = None
+    _loaded = False
+
+    @classmethod
+    def library(cls) -> ctypes.CDLL | None:
+        """libnftables with its signatures declared, or ``None`` where it is not installed."""
+        if not cls._loaded:
+            cls._loaded = True
+            try:
+                lib = ctypes.CDLL("libnftables.so.1")
+            except OSError:
+                return None
+            ptr = ctypes.c_void_p
+            lib.nft_ctx_new.restype, lib.nft_ctx_new.argtypes = ptr, [ctypes.c_uint32]
+            lib.nft_ctx_free.argtypes = [ptr]
+            lib.nft_ctx_output_set_flags.argtypes = [ptr, ctypes.c_uint]
+            lib.nft_ctx_buffer_output.argtypes = lib.nft_ctx_buffer_error.argtypes = [ptr]
+            lib.nft_run_cmd_from_buffer.argtypes = [ptr, ctypes.c_char_p]
+            lib.nft_ctx_get_output_buffer.restype = lib.nft_ctx_get_error_buffer.restype = ptr
+            lib.nft_ctx_get_output_buffer.argtypes = lib.nft_ctx_get_error_buffer.argtypes = [ptr]
+            cls._lib = lib
+        return cls._lib
+
+    @classmethod
+    def list_json(cls, lib: ctypes.CDLL) -> bytes:
+        """``nft -j list ruleset``'s document; ``OSError`` with libnftables' last error line when it fails."""
+        with XTABLES_LOCK:
+            ctx = lib.nft_ctx_new(0)
+            if not ctx:
+                raise OSError("libnftables could not make a context")
+            try:
+                lib.nft_ctx_output_set_flags(ctx, NFT_CTX_OUTPUT_JSON)
+                lib.nft_ctx_buffer_output(ctx)
+                lib.nft_ctx_buffer_error(ctx)
+                if lib.nft_run_cmd_from_buffer(ctx, b"list ruleset") != 0:
+                    err = ctypes.string_at(lib.nft_ctx_get_error_buffer(ctx)).decode(errors="replace").strip()
+                    raise OSError(err.splitlines()[-1] if err else "libnftables failed")
+                return ctypes.string_at(lib.nft_ctx_get_output_buffer(ctx))
+            finally:
+                lib.nft_ctx_free(ctx)
+
+
 def _start(argv: list[str]) -> tuple[subprocess.Popen[bytes], int, int]:
     """``argv`` started with its output and errors going to two memory files."""
     out, err = os.memfd_create("nft-out"), os.memfd_create("nft-err")
@@ -240,24 +302,29 @@ def _start(argv: list[str]) -> tuple[subprocess.Popen[bytes], int, int]:
 
 
 class NftReader:
-    """``nft -j`` and ``nft -a`` started at once (when tables exist), collected by ``result``.
+    """The nftables tables of this namespace: the text listing started at once (when tables exist),
+    everything collected by ``result``.
 
-    Their output goes to memory files, not pipes: a pipe would stall whichever process
-    is not being read after 64 KiB, and the two would no longer run side by side.
+    ``nft``'s output goes to memory files, not pipes: a pipe would stall the process when
+    it is not read after 64 KiB, and it would no longer run beside the caller.
     """
 
     def __init__(self, tables: set[tuple[str, str]]) -> None:
         self.notes: list[str] = []
         self.procs: list[tuple[subprocess.Popen[bytes], int, int]] = []  # process, its stdout, its stderr
+        self.lib: ctypes.CDLL | None = None
+        self.flags: tuple[str, ...] = ()
         if not tables:
             return
         names = ", ".join(f"{f} {n}" for f, n in sorted(tables))
         if shutil.which("nft") is None:
             self.notes.append(f"nftables tables ({names}) exist but nft is not installed")
             return
+        self.lib = Libnft.library()
+        self.flags = ("-a",) if self.lib is not None else tuple(ARGV)
         try:
-            for flag in FLAGS:
-                self.procs.append(_start(["nft", flag, "list", "ruleset"]))
+            for flag in self.flags:
+                self.procs.append(_start(list(ARGV[flag])))
         except OSError as exc:
             self.close()
             self.notes.append(f"nftables tables ({names}) exist but nft failed: {exc}")
@@ -272,21 +339,31 @@ class NftReader:
             os.close(err)
         self.procs = []
 
+    def _failed(self, how: str, why: str) -> tuple[tuple[NftTable, ...], list[str]]:
+        self.notes.append(f"nftables tables exist but {how} failed: {why}")
+        self.close()
+        return (), self.notes
+
     def result(self) -> tuple[tuple[NftTable, ...], list[str]]:
         if not self.procs:
             return (), self.notes
-        outputs, listing = [], Listing("")
-        for (proc, out, err), flag in reversed(list(zip(self.procs, FLAGS, strict=True))):  # the text is done first
+        document = b""
+        if self.lib is not None:  # while ``nft -a`` runs
+            try:
+                document = Libnft.list_json(self.lib)
+            except OSError as exc:
+                return self._failed("libnftables' list ruleset", str(exc))
+        listing = Listing("")
+        for (proc, out, err), flag in reversed(list(zip(self.procs, self.flags, strict=True))):  # the text first
             proc.wait()
             if proc.returncode != 0:
                 lines = os.pread(err, 1 << 16, 0).decode(errors="replace").strip().splitlines()
-                why = lines[-1] if lines else f"exit status {proc.returncode}"
-                self.notes.append(f"nftables tables exist but nft {flag} list ruleset failed: {why}")
-                self.close()
-                return (), self.notes
-            outputs.append(os.pread(out, os.fstat(out).st_size, 0))
+                return self._failed(f"nft {flag} list ruleset", lines[-1] if lines else f"exit {proc.returncode}")
+            output = os.pread(out, os.fstat(out).st_size, 0)
             if flag == "-a":  # read while ``nft -j`` still runs
-                listing = Listing(outputs[-1].decode(errors="replace"))
+                listing = Listing(output.decode(errors="replace"))
+            else:
+                document = output
         self.close()
-        tables, notes = decode(outputs[-1], listing)
+        tables, notes = decode(document, listing)
         return tables, self.notes + notes

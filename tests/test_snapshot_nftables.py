@@ -139,7 +139,21 @@ def test_a_namespace_without_tables_runs_no_nft(lab: Lab, monkeypatch: pytest.Mo
     assert started == []
     lab.run(ruled, "nft", "add", "table", "inet", "t")
     assert [t.name for t in collect(Scope(host_netns=ruled), docker="none").namespace("host").nftables] == ["t"]
-    assert started == [["nft", "-j", "list", "ruleset"], ["nft", "-a", "list", "ruleset"]]
+    assert started == [["nft", "-a", "-t", "list", "ruleset"]]  # the JSON comes from libnftables, in-process
+
+
+@needs_nft
+def test_libnftables_in_process_reads_what_nft_j_reads(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    ns = lab.netns("lib")
+    for line in ("add table inet fw", "add chain inet fw ffwd { type filter hook forward priority filter - 10; }",
+                 "add rule inet fw ffwd udp dport 4789 counter drop", "add table bridge b",
+                 "add set inet fw ports { type inet_service; elements = { 22, 80 }; }",
+                 "add rule inet fw ffwd tcp dport @ports accept"):  # fmt: skip
+        lab.run(ns, "nft", *line.split())
+    in_process = collect(Scope(host_netns=ns), docker="none").namespace("host").nftables
+    monkeypatch.setattr(nftables.Libnft, "library", classmethod(lambda cls: None))  # a machine with only nft
+    assert collect(Scope(host_netns=ns), docker="none").namespace("host").nftables == in_process
+    assert [t.name for t in in_process] == ["fw", "b"]
 
 
 @needs_nft
