@@ -8,13 +8,15 @@ answered meanwhile), ``run`` (one of vxray's own commands, checked against the c
 ``protocol.Policy`` by the runner it is given; never a shell; its outcome kept in ``backend.journal``),
 ``outcome`` (how a ``run`` ended, for a client that was cut off), ``watch``/``send``/``seen`` (a live trace's
 packet capture and probe, split so every machine listens before the source sends)
-and ``ping``. The protocol channel is a
+``capture``/``stop`` (packets from devices of its namespaces, streamed as ``packets`` events from a thread until
+stopped or the client hangs up) and ``ping``. The protocol channel is a
 private copy of stdout; the real fd 1 is pointed at stderr, so nothing a library
 or a child process prints can corrupt the stream.
 """
 
 from __future__ import annotations
 
+import binascii
 import io
 import os
 import sys
@@ -46,6 +48,7 @@ class Agent:
         self.watcher: threading.Thread | None = None
         self.captures: dict[int, Any] = {}  # backend.probe.Capture, by the number `watch` answered
         self.watches = 0
+        self.streams: dict[int, tuple[threading.Thread, threading.Event, Any]] = {}  # `capture`: thread, stop, session
 
     def send(self, line: str) -> None:
         with self.lock:
@@ -81,6 +84,8 @@ class Agent:
             return {"status": status, "output": output}
         if op == "outcome":  # a client cut off while `run` ran asks how it ended
             return journal.outcome(args["token"]) or {"state": "unknown"}
+        if op in ("capture", "stop"):
+            return self.capture(args) if op == "capture" else self.stop_capture(args["capture"])
         return self.live(op, args)  # watch, send, seen: parse_request knows no other operation
 
     def live(self, op: str, args: dict[str, Any]) -> Any:
@@ -98,7 +103,61 @@ class Agent:
         capture = self.captures.pop(args["watch"], None)  # its sockets close once it is collected
         if capture is None:
             raise VxrayError(f"no watch {args['watch']} open (`seen` reads each watch once)")
-        return sorted(capture.collect(float(args.get("wait", 1.5))))
+        seen = sorted(capture.collect(float(args.get("wait", 1.5))))
+        if not args.get("frames"):
+            return seen
+        frames = [[ns, dev, ts, binascii.b2a_base64(frame, newline=False).decode()]
+                  for ns, dev, ts, frame in capture.frames]  # fmt: skip
+        return {"seen": seen, "frames": frames}
+
+    def capture(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Open a packet socket on each point (namespace id or label of this machine, device), then stream what
+        they take from a thread; a bad namespace, device or filter is this request's error and nothing stays open."""
+        from backend.capture import SNAPLEN, Point, Session
+        from backend.netns import discover
+
+        handles, _ = discover(self.scope)
+        try:
+            found = {key: h for h in handles for key in (h.id, h.name)}
+            points = []
+            for ns, dev in args["points"]:
+                h = found.get(ns)
+                if h is None:
+                    raise VxrayError(f"no namespace {ns!r} on {self.hello.host}")
+                paths = (*h.paths, *(f"/proc/{pid}/ns/net" for pid in h.pids))
+                points.append(Point(dev, f"{dev}@{h.name}@{self.hello.host}", paths=paths, inode=h.inode))
+        finally:
+            for h in handles:
+                h.close()
+        session = Session(points, args.get("filter") or "", args.get("snaplen") or SNAPLEN)
+        self.watches += 1
+        number, stop = self.watches, threading.Event()
+        thread = threading.Thread(target=self._stream, args=(number, session, stop), daemon=True)
+        self.streams[number] = (thread, stop, session)
+        thread.start()
+        return {"capture": number, "linktypes": [tap.linktype for tap in session.taps]}
+
+    def _stream(self, number: int, session: Any, stop: threading.Event) -> None:
+        """Frames as ``packets`` events, a batch at a time, until stopped or the client is gone."""
+        from backend.protocol import PACKETS_MAX, packets_event
+
+        while not (stop.is_set() or self.stop.is_set()):
+            frames = session.read(0.1)
+            for start in range(0, len(frames), PACKETS_MAX // 4):
+                self.send(packets_event(number, frames[start : start + PACKETS_MAX // 4]))
+
+    def stop_capture(self, number: int) -> dict[str, list[int]]:
+        """End a capture: its last frames are sent before this answer, then what the kernel counted."""
+        thread, stop, session = self.streams.pop(number, (None, None, None))
+        if thread is None:
+            raise VxrayError(f"no capture {number} running")
+        stop.set()
+        thread.join()
+        try:
+            counters = session.counters()
+        finally:
+            session.close()
+        return {"received": [c[0] for c in counters], "dropped": [c[1] for c in counters]}
 
     def _watch(self) -> None:
         from backend.monitor import Monitor

@@ -51,6 +51,7 @@ class NsRead:
     netfilter: tuple[RuleSet, ...]
     nftables: tuple[NftTable, ...] = ()
     notes: list[str] = field(default_factory=list)
+    netfilter6: tuple[RuleSet, ...] = ()
 
 
 def read_namespace(handle: NsHandle, kept: Namespace | None = None) -> NsRead:
@@ -65,7 +66,8 @@ def read_namespace(handle: NsHandle, kept: Namespace | None = None) -> NsRead:
             with NetlinkSocket() as nl:
                 links = read_links(nl)
                 return NsRead(NsLinks(handle, links), read_addresses(nl), list(kept.routes), list(kept.neighbours),
-                              list(kept.fdb), kept.sysctls, kept.netfilter, kept.nftables)  # fmt: skip
+                              list(kept.fdb), kept.sysctls, kept.netfilter, kept.nftables,
+                              netfilter6=kept.netfilter6)  # fmt: skip
         with Rulesets() as rules, NetlinkSocket() as nl:
             links = read_links(nl)
             names = {lk.index: lk.name for lk in links}
@@ -77,7 +79,7 @@ def read_namespace(handle: NsHandle, kept: Namespace | None = None) -> NsRead:
             netfilter, nftables, notes = rules.result()
     return NsRead(
         NsLinks(handle, links), addresses, routes, neighbours, fdb, sysctls, netfilter, nftables,
-        [f"{handle.name}: {n}" for n in notes],
+        [f"{handle.name}: {n}" for n in notes], rules.netfilter6,
     )  # fmt: skip
 
 
@@ -174,6 +176,7 @@ def _collect(
                 sysctls=r.sysctls,
                 netfilter=r.netfilter,
                 nftables=r.nftables,
+                netfilter6=r.netfilter6,
             )
             for r in reads
         )

@@ -331,6 +331,7 @@ class Namespace:
     sysctls: Sysctls = field(default_factory=Sysctls)
     netfilter: tuple[RuleSet, ...] = ()
     nftables: tuple[NftTable, ...] = ()  # every nftables table of every family, as the kernel holds it
+    netfilter6: tuple[RuleSet, ...] = ()  # ip6tables' rules of both back-ends (nftables' ip6 tables are above)
 
     def link(self, name: str) -> Link | None:
         return next((lk for lk in self.links if lk.name == name), None)

@@ -1,14 +1,16 @@
-"""Read the nat table and the filter FORWARD and INPUT paths from both iptables back-ends.
+"""Read the nat table and the filter FORWARD and INPUT paths from both iptables back-ends, for IPv4
+(iptables) and IPv6 (ip6tables).
 
 Call these with the thread inside the namespace to read (``backend.nsenter``).
 
 - legacy (x_tables): python-iptables reads it in-process through libiptc. Only
-  when ``/proc/net/ip_tables_names`` lists the table: opening a table that is not
-  there would create it, and a read must change nothing.
+  when ``/proc/net/ip_tables_names`` (``ip6_tables_names``) lists the table: opening
+  a table that is not there would create it, and a read must change nothing.
 - nf_tables: python-iptables cannot see it, and decoding nft expressions back into
   iptables rules is what ``iptables-nft-save`` exists for, so it is run — but only
-  when an nf_tables ``ip`` table named nat or filter exists, asked for over
-  netlink first, so a namespace without rules costs no process.
+  when an nf_tables ``ip`` table named nat or filter exists (``ip6tables-nft-save``:
+  an ``ip6`` one), asked for over netlink first, so a namespace without rules costs
+  no process.
 - every nftables table of every family, native or iptables-nft's, as the kernel
   holds it: ``backend.nftables``, from the same netlink answer.
 
@@ -19,14 +21,16 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
 from typing import Any
 
 from backend.iptables import KEPT_TABLES, packet_path, parse_save, rule_from_args
 from backend.model import Chain, NftTable, RuleSet, Table
-from backend.nftables import NftReader, nft_tables
+from backend.nftables import XTABLES_LOCK, NftReader, nft_tables
 
-_IPTC_LOCK = threading.Lock()  # python-iptables keeps one cached handle per table name
+# python-iptables keeps one cached handle per table name, and libxtables' state is shared with libnftables
+_IPTC_LOCK = XTABLES_LOCK
+SAVE = {"ip": "iptables-nft-save", "ip6": "ip6tables-nft-save"}  # nf_tables family -> the tool that decodes it
+PROC_NAMES = {"ip": "ip_tables_names", "ip6": "ip6_tables_names"}
 
 
 def _kept(tables: tuple[Table, ...]) -> tuple[Table, ...]:
@@ -35,9 +39,9 @@ def _kept(tables: tuple[Table, ...]) -> tuple[Table, ...]:
     return tuple(packet_path(t) if t.name == "filter" else t for t in ordered)
 
 
-def legacy_table_names() -> set[str]:
+def legacy_table_names(family: str = "ip") -> set[str]:
     try:
-        with open("/proc/thread-self/net/ip_tables_names") as f:
+        with open(f"/proc/thread-self/net/{PROC_NAMES[family]}") as f:
             return set(f.read().split())
     except FileNotFoundError:  # ip_tables not loaded: no legacy table anywhere
         return set()
@@ -48,19 +52,20 @@ def nft_table_names() -> set[str]:
     return {name for family, name in nft_tables() if family == "ip"}
 
 
-def _iptc_rule_args(rule: Any) -> list[str]:
-    """The arguments iptables-save would print for a python-iptables rule."""
+def _iptc_rule_args(rule: Any, ip6: bool = False) -> list[str]:
+    """The arguments iptables-save (ip6tables-save) would print for a python-iptables rule."""
     args: list[str] = []
 
     def opt(flag: str, value: str | None, empty: str = "") -> None:
         if value and value != empty:
             args.extend(["!", flag, value[1:]] if value.startswith("!") else [flag, value])
 
-    opt("-s", _cidr(rule.src), "0.0.0.0/0")
-    opt("-d", _cidr(rule.dst), "0.0.0.0/0")
+    anywhere = "::/0" if ip6 else "0.0.0.0/0"
+    opt("-s", _cidr(rule.src), anywhere)
+    opt("-d", _cidr(rule.dst), anywhere)
     opt("-i", rule.in_interface)
     opt("-o", rule.out_interface)
-    opt("-p", rule.protocol, "ip")
+    opt("-p", "ipv6-icmp" if ip6 and rule.protocol == "icmpv6" else rule.protocol, "ip")  # as ip6tables-save
     for module, flag in [(m, "-m") for m in rule.matches] + [(rule.target, "-j")]:
         if module is None or (flag == "-j" and not module.name):
             continue
@@ -72,7 +77,8 @@ def _iptc_rule_args(rule: Any) -> list[str]:
 
 
 def _cidr(value: str | None) -> str | None:
-    """python-iptables says ``10.0.0.0/255.0.0.0``; iptables-save says ``10.0.0.0/8``."""
+    """python-iptables says ``10.0.0.0/255.0.0.0``; iptables-save says ``10.0.0.0/8`` (IPv6 prefixes come as
+    ip6tables-save prints them, ``/128`` included)."""
     if not value:
         return value
     neg = "!" if value.startswith("!") else ""
@@ -83,20 +89,23 @@ def _cidr(value: str | None) -> str | None:
     return f"{neg}{addr}/{mask}" if mask and mask != "32" else f"{neg}{addr}"
 
 
-def read_legacy(names: set[str]) -> RuleSet:
+def read_legacy(names: set[str], family: str = "ip") -> RuleSet:
+    """x_tables' rules of ``family`` (``ip``: iptables, ``ip6``: ip6tables) through libiptc/libip6tc."""
     import iptc  # loads libiptc/libxtables: only paid for when legacy tables exist
 
+    ip6 = family == "ip6"
     tables = []
     with _IPTC_LOCK:
         for name in KEPT_TABLES:
             if name not in names:
                 continue
-            table = iptc.Table(name, autocommit=False)
+            table = (iptc.Table6 if ip6 else iptc.Table)(name, autocommit=False)
             table.refresh()  # a fresh handle in this thread's namespace
             chains = []
             for chain in table.chains:
                 policy, counters = table.get_policy(chain.name)
-                rules = tuple(rule_from_args(chain.name, _iptc_rule_args(r), *r.get_counters()) for r in chain.rules)
+                rules = tuple(rule_from_args(chain.name, _iptc_rule_args(r, ip6), *r.get_counters())
+                              for r in chain.rules)  # fmt: skip
                 packets, nbytes = counters or (0, 0)
                 chains.append(Chain(chain.name, policy.name if policy else None, packets, nbytes, rules))
             tables.append(Table(name, tuple(chains)))
@@ -120,52 +129,65 @@ class Rulesets:
 
     def __init__(self) -> None:
         self.notes: list[str] = []
-        self.legacy = legacy_table_names() & set(KEPT_TABLES)
-        self.nft: set[str] = set()
-        self.proc: subprocess.Popen[str] | None = None
+        self.legacy = {family: legacy_table_names(family) & set(KEPT_TABLES) for family in SAVE}
+        self.nft: dict[str, set[str]] = {}
+        self.procs: dict[str, subprocess.Popen[str]] = {}
+        self.netfilter6: tuple[RuleSet, ...] = ()  # ip6tables' rule sets, once ``result`` has run
         tables: set[tuple[str, str]] = set()
         try:
             tables = nft_tables()
         except OSError as exc:
             self.notes.append(f"cannot list nf_tables tables: {exc}")
-        self.nft = {name for family, name in tables if family == "ip"} & set(KEPT_TABLES)
-        if self.nft and shutil.which("iptables-nft-save") is None:
-            self.notes.append(f"nf_tables tables {sorted(self.nft)} exist but iptables-nft-save is not installed")
-        elif self.nft:
-            try:
-                self.proc = subprocess.Popen(["iptables-nft-save", "-c"], stdout=subprocess.PIPE,
-                                             stderr=subprocess.PIPE, text=True)  # fmt: skip
-            except OSError as exc:
-                self.notes.append(f"nf_tables tables {sorted(self.nft)} exist but iptables-nft-save failed: {exc}")
-        iptables = {("ip", name) for name in self.nft} if self.proc is not None else set()
-        self.iptables_nft = iptables
-        self.native = NftReader(tables - iptables)
+        for family, tool in SAVE.items():
+            names = self.nft[family] = {name for fam, name in tables if fam == family} & set(KEPT_TABLES)
+            if names and shutil.which(tool) is None:
+                self.notes.append(f"nf_tables {family} tables {sorted(names)} exist but {tool} is not installed")
+            elif names:
+                try:
+                    self.procs[family] = subprocess.Popen([tool, "-c"], stdout=subprocess.PIPE,
+                                                          stderr=subprocess.PIPE, text=True)  # fmt: skip
+                except OSError as exc:
+                    self.notes.append(f"nf_tables {family} tables {sorted(names)} exist but {tool} failed: {exc}")
+        self.iptables_nft = {(family, name) for family in self.procs for name in self.nft[family]}
+        self.native = NftReader(tables - self.iptables_nft)
 
     def __enter__(self) -> Rulesets:
         return self
 
     def __exit__(self, *exc: object) -> None:
         """A read that failed half-way leaves no ``iptables-nft-save`` or ``nft`` behind."""
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            self.proc.communicate()
+        for proc in self.procs.values():
+            if proc.returncode is None:
+                proc.kill()
+                proc.communicate()
         self.native.close()
 
-    def result(self) -> tuple[tuple[RuleSet, ...], tuple[NftTable, ...], list[str]]:
-        """The iptables rule sets, the nftables tables (but iptables-nft's nat and filter), and notes."""
+    def _family(self, family: str) -> tuple[RuleSet, ...]:
+        """One family's rule sets: legacy's read in-process, nf_tables' from its ``*-nft-save``."""
         rulesets: list[RuleSet] = []
-        if self.legacy:
+        word = "iptables" if family == "ip" else "ip6tables"
+        if self.legacy[family]:
             try:
-                rulesets.append(read_legacy(self.legacy))
+                rulesets.append(read_legacy(self.legacy[family], family))
             except Exception as exc:  # noqa: BLE001 - any libiptc failure becomes a note
-                self.notes.append(f"legacy iptables tables {sorted(self.legacy)} exist but could not be read: {exc}")
-        if self.proc is not None:
-            out, err = self.proc.communicate()
-            if self.proc.returncode == 0:
+                self.notes.append(f"legacy {word} tables {sorted(self.legacy[family])} exist but could not be read: "
+                                  f"{exc}")  # fmt: skip
+        proc = self.procs.get(family)
+        if proc is not None:
+            out, err = proc.communicate()
+            if proc.returncode == 0:
                 rulesets.append(RuleSet("nft", _kept(parse_save(out))))
             else:
-                why = err.strip().splitlines()[-1] if err.strip() else f"exit status {self.proc.returncode}"
-                self.notes.append(f"nf_tables tables {sorted(self.nft)} exist but iptables-nft-save failed: {why}")
+                why = err.strip().splitlines()[-1] if err.strip() else f"exit status {proc.returncode}"
+                self.notes.append(f"nf_tables {family} tables {sorted(self.nft[family])} exist but {SAVE[family]} "
+                                  f"failed: {why}")  # fmt: skip
+        return tuple(rulesets)
+
+    def result(self) -> tuple[tuple[RuleSet, ...], tuple[NftTable, ...], list[str]]:
+        """The iptables rule sets, the nftables tables (but iptables-nft's and ip6tables-nft's nat and filter),
+        and notes; ip6tables' rule sets are left in ``netfilter6``."""
+        rulesets = self._family("ip")
+        self.netfilter6 = self._family("ip6")
         nftables, notes = self.native.result()
         native = tuple(t for t in nftables if (t.family, t.name) not in self.iptables_nft)
-        return tuple(rulesets), native, self.notes + notes
+        return rulesets, native, self.notes + notes

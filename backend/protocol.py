@@ -12,11 +12,12 @@ read-only agent or client refuses every operation that changes state.
 
 from __future__ import annotations
 
+import binascii
 import ipaddress
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from backend.errors import VxrayError
 from backend.journal import TOKEN
@@ -26,6 +27,9 @@ REQUEST_MAX = 2**20  # characters in a request line: an argv or a probe is well 
 ANSWER_MAX = 256 * 2**20  # in an answer line: a snapshot answer may be as large as a snapshot file (codec.MAX_BYTES)
 MAX_ID = 2**53  # request ids stay exact in every JSON implementation
 MAX_WAIT = 30  # seconds `seen` may keep a capture open
+SNAPLEN_MAX = 262144  # bytes of a captured frame (tcpdump's default snap length)
+FILTER_MAX = 4096  # characters of a capture filter
+PACKETS_MAX = 4096  # frames in one `packets` event
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ class Hello:
 @dataclass(frozen=True)
 class Request:
     id: int
-    op: str  # snapshot | subscribe | run | ping
+    op: str  # snapshot | subscribe | run | ping | outcome | watch | send | seen | capture | stop
     args: dict[str, Any] = field(default_factory=dict)
 
     def line(self) -> str:
@@ -75,6 +79,24 @@ class Event:
     """What an agent sends unasked after ``subscribe``: namespaces that changed."""
 
     namespaces: tuple[str, ...]
+
+
+class Frame(NamedTuple):
+    """A frame an agent captured: the same fields as ``backend.capture.Packet``, so either is written alike."""
+
+    interface: int  # its position in the `capture` request's points
+    ts_ns: int
+    data: bytes
+    orig_len: int
+    outgoing: bool
+
+
+@dataclass(frozen=True)
+class Packets:
+    """What an agent streams unasked after ``capture``: frames of capture number ``capture``."""
+
+    capture: int
+    packets: tuple[Frame, ...]
 
 
 def read_lines(stream: TextIO, limit: int) -> Iterator[str | None]:
@@ -158,6 +180,14 @@ def _points(value: Any) -> bool:
     return isinstance(value, list) and all(_strings(p) and len(p) == 2 for p in value)
 
 
+def _capture_points(value: Any) -> bool:
+    return _points(value) and 0 < len(value) <= 64
+
+
+def _filter(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= FILTER_MAX and (value == "" or value.isprintable())
+
+
 def _probe(value: Any) -> bool:
     """``backend.probe.Probe``'s fields, as ``trace --live`` sends them."""
     if not isinstance(value, dict) or not {"src_netns", "dst"} <= set(value) <= set(PROBE):
@@ -169,16 +199,17 @@ def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda value: value is None or check(value)
 
 
-def _ipv4(value: Any) -> bool:
+def _ip(value: Any) -> bool:
+    """An IPv4 or IPv6 address, as text (a probe goes to either: ``ping -6`` too)."""
     try:
-        ipaddress.IPv4Address(value)
+        ipaddress.ip_address(value)
     except ValueError:
         return False
     return isinstance(value, str)
 
 
 PROBE: dict[str, Callable[[Any], bool]] = {
-    "src_netns": lambda v: isinstance(v, str) and bool(v), "dst": _ipv4,
+    "src_netns": lambda v: isinstance(v, str) and bool(v), "dst": _ip,
     "proto": _optional(lambda v: v in ("icmp", "tcp", "udp")), "dport": _optional(lambda v: _ident(v) and v > 0),
     "size": _optional(lambda v: _whole(v) and 0 <= v <= 65507), "df": _optional(_flag),
 }  # fmt: skip
@@ -191,7 +222,11 @@ ARGS: dict[str, dict[str, tuple[Callable[[Any], bool], str, bool]]] = {
               "points": (_points, "a list of [namespace, device] pairs", True)},
     "send": {"probe": (_probe, "a probe", True), "ident": (_ident, "a number 0-65535", True)},
     "seen": {"watch": (_index, "the number `watch` answered", True),
-             "wait": (_wait, f"seconds, at most {MAX_WAIT}", False)},
+             "wait": (_wait, f"seconds, at most {MAX_WAIT}", False), "frames": (_flag, "true or false", False)},
+    "capture": {"points": (_capture_points, "a list of 1-64 [namespace, device] pairs", True),
+                "filter": (_filter, f"a printable filter of at most {FILTER_MAX} characters", False),
+                "snaplen": (lambda v: _whole(v) and 64 <= v <= SNAPLEN_MAX, f"bytes, 64-{SNAPLEN_MAX}", False)},
+    "stop": {"capture": (_index, "the number `capture` answered", True)},
 }  # fmt: skip
 
 
@@ -219,9 +254,11 @@ def parse_request(line: str) -> Request:
     return Request(req_id, op, args)
 
 
-def parse_message(line: str) -> Answer | Event:
+def parse_message(line: str) -> Answer | Event | Packets:
     """A line from an agent after its greeting: an answer to a request, or an event."""
     data = _object(line, "a message of the protocol")
+    if data.get("event") == "packets":
+        return _packets(data, line)
     if "event" in data:
         names = data.get("namespaces")
         if data["event"] != "changed" or set(data) != {"event", "namespaces"} or not _strings(names):
@@ -233,6 +270,48 @@ def parse_message(line: str) -> Answer | Event:
     if set(data) - {"id", "ok", "result" if ok else "error"} or not (ok or isinstance(data.get("error"), str)):
         raise ProtocolError(f"answer {req_id} is not of the protocol: {_quoted(line.strip())}")
     return Answer(req_id, ok, data.get("result"), data.get("error", ""))
+
+
+def _packets(data: dict[str, Any], line: str) -> Packets:
+    """A ``packets`` event, every frame checked: a number of the capture's, a time, its bytes (base64, at most
+    the snap length, no more than the frame was long) and its direction."""
+    frames, number = data.get("packets"), data.get("capture")
+    if set(data) != {"event", "capture", "packets"} or not _index(number) or not isinstance(frames, list):
+        raise ProtocolError(f"not a packets event of the protocol: {_quoted(line.strip())}")
+    if len(frames) > PACKETS_MAX:
+        raise ProtocolError(f"a packets event of {len(frames)} frames (at most {PACKETS_MAX})")
+    out = []
+    for frame in frames:
+        if not (isinstance(frame, list) and len(frame) == 5 and _index(frame[0]) and _whole(frame[1])
+                and 0 <= frame[1] < 2**63 and _whole(frame[2]) and 0 <= frame[2] < 2**32 and _flag(frame[3])
+                and isinstance(frame[4], str) and len(frame[4]) <= (SNAPLEN_MAX + 2) // 3 * 4):  # fmt: skip
+            raise ProtocolError(f"a packets event holds a bad frame: {_quoted(frame)}")
+        try:
+            raw = binascii.a2b_base64(frame[4], strict_mode=True)
+        except (binascii.Error, ValueError):
+            raise ProtocolError(f"a packets event holds a frame that is not base64: {_quoted(frame[4])}") from None
+        if len(raw) > frame[2]:
+            raise ProtocolError(f"a packets event holds {len(raw)} bytes of a frame {frame[2]} bytes long")
+        out.append(Frame(frame[0], frame[1], raw, frame[2], frame[3]))
+    return Packets(number, tuple(out))
+
+
+def packets_event(capture: int, frames: list[tuple[int, int, bytes, int, bool]]) -> str:
+    """The agent's side of ``_packets``: (interface, ts_ns, data, orig_len, outgoing) each."""
+    return json.dumps({"event": "packets", "capture": capture, "packets": [
+        [i, ts, orig_len, outgoing, binascii.b2a_base64(data, newline=False).decode()]
+        for i, ts, data, orig_len, outgoing in frames]})  # fmt: skip
+
+
+def _capture_result(value: Any) -> bool:
+    return (isinstance(value, dict) and set(value) == {"capture", "linktypes"} and _index(value["capture"])
+            and isinstance(value["linktypes"], list) and all(v in (1, 101) for v in value["linktypes"]))  # fmt: skip
+
+
+def _stop_result(value: Any) -> bool:
+    return (isinstance(value, dict) and set(value) == {"received", "dropped"}
+            and all(isinstance(value[k], list) and all(_whole(v) and 0 <= v < 2**63 for v in value[k])
+                    for k in ("received", "dropped")))  # fmt: skip
 
 
 def _run_result(value: Any) -> bool:
@@ -247,14 +326,33 @@ def _outcome_result(value: Any) -> bool:
 
 
 def _seen_result(value: Any) -> bool:
+    """Where the probe was seen; with ``frames`` asked, also the probe's frames (``trace --live -w``)."""
+    if isinstance(value, dict) and set(value) == {"seen", "frames"}:
+        frames = value["frames"]
+        return (_seen_result(value["seen"]) and isinstance(frames, list) and len(frames) <= PACKETS_MAX
+                and all(_probe_frame(f) for f in frames))  # fmt: skip
     return isinstance(value, list) and all(_strings(v) and len(v) == 3 for v in value)
+
+
+def _probe_frame(value: Any) -> bool:
+    """[namespace, device, ns since the epoch, base64 of at most 65535 bytes]."""
+    if not (isinstance(value, list) and len(value) == 4 and _text(value[0]) and _text(value[1])
+            and _whole(value[2]) and 0 <= value[2] < 2**63 and isinstance(value[3], str)
+            and len(value[3]) <= 65536 // 3 * 4):  # fmt: skip
+        return False
+    try:
+        binascii.a2b_base64(value[3], strict_mode=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
 
 
 RESULTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "ping": (lambda v: v == "pong", "'pong'"), "subscribe": (lambda v: v == "subscribed", "'subscribed'"),
     "run": (_run_result, "{status, output}"), "outcome": (_outcome_result, "a journal record"),
     "watch": (_index, "a watch number"), "send": (lambda v: v == "sent", "'sent'"),
-    "seen": (_seen_result, "a list of [namespace, device, direction]"),
+    "seen": (_seen_result, "a list of [namespace, device, direction] (and the frames, when asked)"),
+    "capture": (_capture_result, "{capture, linktypes}"), "stop": (_stop_result, "{received, dropped}"),
 }  # fmt: skip
 
 

@@ -42,6 +42,10 @@ class NetworkRecord:
     internal: bool = False
     learning: bool = False
     options: dict[str, str] = field(default_factory=dict)
+    # dual stack (``--subnet`` given an IPv6 subnet too): each IPv6 subnet with its gateway, in the same order;
+    # records written before IPv6 have neither and decode as IPv4-only networks
+    subnets6: tuple[str, ...] = ()
+    gateways6: tuple[str, ...] = ()
 
     @property
     def short_id(self) -> str:
@@ -77,3 +81,4 @@ class Endpoint:
     mac: str
     ip: str
     host_ifname: str
+    ip6: str | None = None  # on a dual-stack network: the IPv6 address beside ``ip``

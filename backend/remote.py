@@ -30,6 +30,7 @@ from backend.protocol import (
     PROTOCOL,
     Answer,
     Event,
+    Packets,
     ProtocolError,
     Request,
     check_result,
@@ -197,6 +198,7 @@ class SshMachine:
         self.gone.set()
         self.pending: dict[int, _Pending] = {}
         self.events: queue.Queue[set[str] | None] = queue.Queue()
+        self.frames: queue.Queue[tuple[str, Packets | None]] | None = None  # where `packets` events go (stream)
         self.next_id = 0
         self.lock = threading.Lock()
         self.stderr: list[str] = []
@@ -289,6 +291,8 @@ class SshMachine:
         with self.lock:  # a request either sees `gone` or is registered before it and woken here
             gone.set()
         self.events.put(None)  # the connection is gone
+        if self.frames is not None:
+            self.frames.put((self.name, None))
         for waiting in list(self.pending.values()):
             waiting.done.set()  # without an answer: dropped
 
@@ -301,7 +305,10 @@ class SshMachine:
             message = parse_message(line)
         except ProtocolError as exc:
             return f"the agent broke the protocol: {exc}"
-        if isinstance(message, Event):
+        if isinstance(message, Packets):
+            if self.frames is not None:  # else: no capture of this connection's wants them
+                self.frames.put((self.name, message))
+        elif isinstance(message, Event):
             self.events.put(set(message.namespaces))
         elif message.id == 0:
             return f"the agent could not read a request: {message.error}"
@@ -347,6 +354,11 @@ class SshMachine:
 
     def subscribe(self) -> None:
         self.request("subscribe")
+
+    def stream(self, frames: queue.Queue[tuple[str, Packets | None]]) -> None:
+        """Where this machine's captured frames go, (its name, the event) each; (its name, None) when the
+        connection ends. Several machines may share one queue: one capture file."""
+        self.frames = frames
 
     def changes(self, timeout: float) -> set[str] | None:
         """Namespaces the machine says changed (empty: none yet); None once the connection is gone."""

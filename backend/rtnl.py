@@ -184,7 +184,8 @@ def read_routes(nl: NetlinkSocket, names: dict[int, str]) -> list[Route]:
             table = u32(data, a[15])
         if table == RT_TABLE_LOCAL or (family == socket.AF_INET6 and rtype == 5):
             continue
-        dst = f"{ip(data, a[1])}/{dst_len}" if 1 in a else ("default" if dst_len == 0 else f"?/{dst_len}")
+        zero = "default" if family == socket.AF_INET else "::/0"  # an IPv6 default route is told from IPv4's
+        dst = f"{ip(data, a[1])}/{dst_len}" if 1 in a else (zero if dst_len == 0 else f"?/{dst_len}")
         oif = u32(data, a[4]) if 4 in a else None
         routes.append(
             Route(

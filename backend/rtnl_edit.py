@@ -35,6 +35,7 @@ RTM_NEWADDR, RTM_NEWROUTE = 20, 24
 IFLA_NET_NS_FD = 28
 VETH_INFO_PEER = 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
+IFA_F_NODAD = 0x02
 RTA_DST, RTA_GATEWAY = 1, 5
 IFF_UP = 0x1
 RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST = 254, 3, 0, 1
@@ -83,24 +84,35 @@ def set_link(
     nl.request(RTM_NEWLINK, body)
 
 
+def _family(ip: str) -> tuple[int, bytes]:
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    return family, socket.inet_pton(family, ip)
+
+
 def add_address(nl: NetlinkSocket, index: int, ip: str, prefixlen: int) -> None:
-    """``ip addr add IP/PREFIX dev INDEX``."""
-    raw = socket.inet_aton(ip)
-    body = struct.pack("=BBBBI", socket.AF_INET, prefixlen, 0, RT_SCOPE_UNIVERSE, index)
+    """``ip addr add IP/PREFIX dev INDEX``; an IPv6 address ``nodad``, as Docker adds it: the store already
+    made it unique, and a tentative address would drop the first seconds of traffic."""
+    family, raw = _family(ip)
+    flags = IFA_F_NODAD if family == socket.AF_INET6 else 0
+    body = struct.pack("=BBBBI", family, prefixlen, flags, RT_SCOPE_UNIVERSE, index)
     nl.request(RTM_NEWADDR, body + nla(IFA_LOCAL, raw) + nla(IFA_ADDRESS, raw), NLM_F_CREATE | NLM_F_EXCL)
 
 
 def add_route(nl: NetlinkSocket, dst: str, prefixlen: int, gateway: str) -> None:
-    """``ip route add DST/PREFIX via GATEWAY`` in the main table."""
-    body = RTMSG.pack(socket.AF_INET, prefixlen, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
+    """``ip route add DST/PREFIX via GATEWAY`` in the main table (``ip -6 route`` for an IPv6 gateway)."""
+    family, via = _family(gateway)
+    body = RTMSG.pack(family, prefixlen, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
     if prefixlen:
-        body += nla(RTA_DST, socket.inet_aton(dst))
-    nl.request(RTM_NEWROUTE, body + nla(RTA_GATEWAY, socket.inet_aton(gateway)), NLM_F_CREATE | NLM_F_EXCL)
+        body += nla(RTA_DST, socket.inet_pton(family, dst))
+    nl.request(RTM_NEWROUTE, body + nla(RTA_GATEWAY, via), NLM_F_CREATE | NLM_F_EXCL)
 
 
-def has_default_route(nl: NetlinkSocket) -> bool:
-    """Whether the main table has a default route (the container's first network gave it one)."""
-    return any(r.dst == "default" and r.table == RT_TABLE_MAIN for r in read_routes(nl, {}))
+def has_default_route(nl: NetlinkSocket, ipv6: bool = False) -> bool:
+    """Whether the main table has a default route of the family (the container's first network gave it one)."""
+    return any(
+        r.dst == "default" and r.table == RT_TABLE_MAIN and (":" in (r.gateway or "")) == ipv6
+        for r in read_routes(nl, {})
+    )
 
 
 def index_or_error(nl: NetlinkSocket, ifname: str, where: str) -> int:

@@ -109,6 +109,46 @@ def port_mapping(value: str) -> tuple[int, int, str]:
     return port(host), port(ctr), proto
 
 
+def ipv6(value: str) -> str:
+    """A unicast IPv6 address, in its canonical (compressed) text: the store's keys and the kernel's answers agree."""
+    try:
+        addr = ipaddress.IPv6Address(value)
+    except ValueError:
+        raise VxrayError(f"invalid IPv6 address {value!r}") from None
+    if addr.is_multicast or addr.is_unspecified or addr.is_loopback:
+        raise VxrayError(f"invalid IPv6 address {value!r}: not a unicast address")
+    return str(addr)
+
+
+def ip(value: str) -> str:
+    """An IPv4 or IPv6 address (neighbour entries take either): canonical text."""
+    return ipv6(value) if ":" in value else ipv4(value)
+
+
+def subnet(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A network's subnet of either family: IPv4 as ``cidr``; IPv6 unicast, not link-local (the kernel's own
+    fe80::/64 is on every device), at most /126 so a gateway and containers fit."""
+    if ":" not in value:
+        return cidr(value)
+    try:
+        net = ipaddress.IPv6Network(value, strict=True)
+    except ValueError as exc:
+        raise VxrayError(f"invalid subnet {value!r}: {exc}") from None
+    if net.prefixlen > 126:
+        raise VxrayError(f"invalid subnet {value!r}: /{net.prefixlen} leaves no room for containers")
+    if net.is_multicast or net.is_link_local or net.is_loopback or net.is_unspecified:
+        raise VxrayError(f"invalid subnet {value!r}: not a unicast subnet (multicast, link-local or loopback)")
+    return net
+
+
+def ip6_in(value: str, subnet: ipaddress.IPv6Network) -> str:
+    """An IPv6 address of ``subnet`` a host may hold: not its Subnet-Router anycast address (all zeros)."""
+    addr = ipaddress.IPv6Address(ipv6(value))
+    if addr not in subnet or addr == subnet.network_address:
+        raise VxrayError(f"IPv6 address {value} is not a usable address of subnet {subnet}")
+    return str(addr)
+
+
 def ip_in(value: str, subnet: ipaddress.IPv4Network) -> str:
     ip = ipaddress.IPv4Address(ipv4(value))
     if ip not in subnet or ip in (subnet.network_address, subnet.broadcast_address):

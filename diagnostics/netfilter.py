@@ -1,4 +1,4 @@
-"""Which iptables rule a packet meets: pure evaluation of the chains a snapshot holds.
+"""Which iptables (ip6tables) rule a packet meets: pure evaluation of the chains a snapshot holds.
 
 A packet crosses the filter FORWARD or INPUT chain, and the nat PREROUTING and
 POSTROUTING chains, of every back-end that holds rules (the kernel runs legacy
@@ -6,7 +6,8 @@ and nf_tables side by side, so a packet must pass both). Rules are matched on th
 fields the collector pulled out (protocol, addresses, interfaces with ``!`` and
 ``+``, destination ports) and on the few match modules container hosts use —
 conntrack state and address type. A rule with any other match module is treated
-as not matching, and the verdict says so, rather than guessing.
+as not matching, and the verdict says so, rather than guessing. An IPv6 packet meets
+ip6tables' chains (``Namespace.netfilter6``), an IPv4 one iptables'.
 """
 
 from __future__ import annotations
@@ -17,7 +18,27 @@ from dataclasses import dataclass
 
 from backend.model import Chain, Namespace, Rule, RuleSet
 
-_UNDERSTOOD_MODULES = {"tcp", "udp", "icmp", "comment", "conntrack", "state", "addrtype", "multiport"}
+_UNDERSTOOD_MODULES = {"tcp", "udp", "icmp", "icmp6", "comment", "conntrack", "state", "addrtype", "multiport"}
+_PROTOCOL_NAMES = {"ipv6-icmp": "icmpv6", "58": "icmpv6", "1": "icmp", "6": "tcp", "17": "udp"}
+# ICMPv6 types as ip6tables and nft name them, with their numbers: what a --icmpv6-type match compares
+ICMP6_TYPES = {
+    "echo-request": 128,
+    "echo-reply": 129,
+    "nd-neighbor-solicit": 135,
+    "nd-neighbor-advert": 136,
+    "nd-router-solicit": 133,
+    "nd-router-advert": 134,
+    "packet-too-big": 2,
+    "destination-unreachable": 1,
+}
+_ICMP6_ALIASES = {
+    "neighbour-solicitation": 135,
+    "neighbor-solicitation": 135,
+    "neighbour-advertisement": 136,
+    "neighbor-advertisement": 136,
+    "router-solicitation": 133,
+    "router-advertisement": 134,
+}
 
 
 @dataclass(frozen=True)
@@ -39,6 +60,25 @@ class Flow:
     l3: str = "ip"
     src_mac: str | None = None
     dst_mac: str | None = None
+    icmp_type: str | None = None  # an ICMP(v6) type other than echo's (NDP's nd-neighbor-solicit/-advert)
+
+    @property
+    def ip6(self) -> bool:
+        return self.l3 == "ip6"
+
+    @property
+    def icmp_name(self) -> str | None:
+        """The ICMP type the packet carries, as nft names it (None: no ICMP)."""
+        if self.proto not in ("icmp", "icmpv6"):
+            return None
+        return self.icmp_type or ("echo-reply" if self.reply else "echo-request")
+
+    @property
+    def ct_states(self) -> frozenset[str]:
+        """What conntrack says of the packet: NDP is never tracked (nf_conntrack_icmpv6), a reply is established."""
+        if self.icmp_type and self.icmp_type.startswith("nd-"):
+            return frozenset({"untracked"})
+        return frozenset({"established"} if self.reply else {"new"})
 
 
 @dataclass(frozen=True)
@@ -49,21 +89,29 @@ class Decision:
     backend: str = ""
     chain: str = ""
     rule: Rule | None = None  # None: the chain's policy decided
+    family: str = "ip"  # ip: iptables; ip6: ip6tables
 
     @property
     def accepted(self) -> bool:
         return self.target not in ("DROP", "REJECT")
 
+    @property
+    def command(self) -> str:
+        """The iptables tool of this decision's family and back-end."""
+        tool = "ip6tables" if self.family == "ip6" else "iptables"
+        return f"{tool}-{'legacy' if self.backend == 'legacy' else 'nft'}"
+
     def undo(self) -> tuple[str, ...]:
         """The iptables argv that stops this decision from dropping: delete the rule, or accept by policy.
         The rule's words are read back as iptables-save wrote them (it leaves ``-i p$(id)`` bare)."""
-        command = "iptables-legacy" if self.backend == "legacy" else "iptables-nft"
+        command = self.command
         if self.rule is None:
             return (command, "-P", self.chain, "ACCEPT")
         return (command, "-D", self.rule.chain, *_words(self.rule.spec))
 
     def describe(self) -> str:
         where = f"{self.backend} " if self.backend else ""
+        where = f"{where}ip6tables " if self.family == "ip6" else where
         if self.rule is None:
             return f"{where}{self.chain} policy {self.target}"
         return f"{where}-A {self.rule.chain} {self.rule.spec}"
@@ -94,7 +142,15 @@ def _addr(cidr: str | None, ip: str) -> bool:
     if cidr is None:
         return True
     neg, net = _negated(cidr)
-    return (ipaddress.IPv4Address(ip) in ipaddress.IPv4Network(net, strict=False)) != neg
+    if (":" in net) != (":" in ip):  # an address of the other family (a snapshot file's mistake): no match
+        return False
+    return (ipaddress.ip_address(ip) in ipaddress.ip_network(net, strict=False)) != neg
+
+
+def _icmp6_type(word: str) -> int | None:
+    """``--icmpv6-type`` as a number: ``128``, ``echo-request``, ``135/0`` (type/code)."""
+    word = word.split("/")[0]
+    return int(word) if word.isdigit() else ICMP6_TYPES.get(word, _ICMP6_ALIASES.get(word))
 
 
 def _ports(spec: str | None, port: int | None) -> bool:
@@ -117,8 +173,14 @@ def _modules_match(rule: Rule, flow: Flow) -> bool:
         if word in ("--ctstate", "--state"):
             states = set(words[i + 1].split(","))
             negated = i > 0 and words[i - 1] == "!"
-            hit = bool(states & ({"ESTABLISHED", "RELATED"} if flow.reply else {"NEW"}))
-            if hit == negated:
+            have = {s.upper() for s in flow.ct_states} | ({"RELATED"} if flow.reply else set())
+            if bool(states & have) == negated:
+                return False
+        if word == "--icmpv6-type":
+            negated = i > 0 and words[i - 1] == "!"
+            name = flow.icmp_name
+            if ((name is not None and _icmp6_type(words[i + 1]) == ICMP6_TYPES.get(name)) == negated
+                    or flow.proto != "icmpv6"):  # fmt: skip
                 return False
         if word == "--dst-type":
             negated = i > 0 and words[i - 1] == "!"
@@ -132,7 +194,7 @@ def _modules_match(rule: Rule, flow: Flow) -> bool:
 def matches(rule: Rule, flow: Flow) -> bool:
     if rule.protocol is not None:
         neg, proto = _negated(rule.protocol)
-        if (proto in ("all", "0") or proto == flow.proto) == neg:
+        if (proto in ("all", "0") or _PROTOCOL_NAMES.get(proto, proto) == flow.proto) == neg:
             return False
     return (
         _addr(rule.source, flow.src)
@@ -167,9 +229,10 @@ def _walk(chains: dict[str, Chain], name: str, flow: Flow, depth: int = 0) -> tu
 
 def hook(ns: Namespace, table: str, chain: str, flow: Flow) -> Decision:
     """Run ``flow`` through ``table``/``chain`` of every back-end; the first refusal wins."""
-    last = Decision("ACCEPT", chain=chain)
-    for ruleset in ns.netfilter:
-        decision = _hook_one(ruleset, table, chain, flow)
+    family = "ip6" if flow.ip6 else "ip"
+    last = Decision("ACCEPT", chain=chain, family=family)
+    for ruleset in ns.netfilter6 if flow.ip6 else ns.netfilter:
+        decision = _hook_one(ruleset, table, chain, flow, family)
         if decision is None:
             continue
         if not decision.accepted:
@@ -178,7 +241,7 @@ def hook(ns: Namespace, table: str, chain: str, flow: Flow) -> Decision:
     return last
 
 
-def _hook_one(ruleset: RuleSet, table: str, chain: str, flow: Flow) -> Decision | None:
+def _hook_one(ruleset: RuleSet, table: str, chain: str, flow: Flow, family: str = "ip") -> Decision | None:
     tbl = ruleset.table(table)
     if tbl is None or tbl.chain(chain) is None:
         return None
@@ -186,8 +249,8 @@ def _hook_one(ruleset: RuleSet, table: str, chain: str, flow: Flow) -> Decision 
     found = _walk(chains, chain, flow)
     if found is not None:
         target, where, rule = found
-        return Decision(target, ruleset.backend, where, rule)
-    return Decision(chains[chain].policy or "ACCEPT", ruleset.backend, chain)
+        return Decision(target, ruleset.backend, where, rule, family)
+    return Decision(chains[chain].policy or "ACCEPT", ruleset.backend, chain, None, family)
 
 
 def dnat_to(rule: Rule) -> tuple[str, int | None]:

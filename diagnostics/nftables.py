@@ -8,7 +8,10 @@ libnftables' JSON (``nft -j``): matches on meta, payload, ct and fib expressions
 against values, prefixes, ranges, anonymous and named sets and concatenations;
 verdicts, verdict maps and NAT statements. A rule holding anything else is taken
 as not matching and the decision says "cannot evaluate …" instead of guessing, as
-the iptables evaluation does with an unknown match module.
+the iptables evaluation does with an unknown match module. An IPv6 packet meets the
+ip6 and inet families' chains (``ip6 saddr``/``daddr``/``nexthdr``, ``icmpv6 type``,
+``meta l4proto``, ``ct state`` — NDP untracked — and ``fib daddr type``) and
+ip6tables' tables among them.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ IPTABLES_PRIORITY = {("raw", "PREROUTING"): -300, ("mangle", "PREROUTING"): -150
                      ("filter", "INPUT"): 0, ("filter", "FORWARD"): 0, ("filter", "OUTPUT"): 0,
                      ("nat", "OUTPUT"): -100, ("nat", "POSTROUTING"): 100}  # fmt: skip
 INET_FAMILIES = ("ip", "inet")  # the families whose inet hooks see an IPv4 packet
+INET6_FAMILIES = ("ip6", "inet")  # … and an IPv6 packet
 PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
 NAT = ("dnat", "snat", "masquerade", "redirect")
 IGNORED = {"counter", "log", "limit", "notrack", "quota"}  # statements that never decide a verdict
@@ -79,9 +83,10 @@ Verdict = Decision | NftDecision
 
 
 def owned_by_iptables(ns: Namespace, table: NftTable) -> bool:
-    """iptables-nft's own tables, which the iptables evaluation already runs from ``ns.netfilter``."""
-    return (table.family in ("ip", "ip6") and table.name in IPTABLES_TABLES
-            and any(rs.backend == "nft" and rs.table(table.name) for rs in ns.netfilter))  # fmt: skip
+    """iptables-nft's (ip6tables-nft's) own tables, which the iptables evaluation already runs from
+    ``ns.netfilter`` (``ns.netfilter6``)."""
+    rulesets = ns.netfilter if table.family == "ip" else ns.netfilter6 if table.family == "ip6" else ()
+    return table.name in IPTABLES_TABLES and any(rs.backend == "nft" and rs.table(table.name) for rs in rulesets)
 
 
 def base_chains(ns: Namespace, families: tuple[str, ...], hook_name: str,
@@ -94,10 +99,13 @@ def base_chains(ns: Namespace, families: tuple[str, ...], hook_name: str,
 
 
 def run_hook(ns: Namespace, hook_name: str, flow: Flow, iptables: tuple[tuple[str, str], ...] = (),
-             families: tuple[str, ...] = INET_FAMILIES, device: str | None = None) -> list[Verdict]:  # fmt: skip
+             families: tuple[str, ...] | None = None, device: str | None = None) -> list[Verdict]:  # fmt: skip
     """Every base chain at a hook — native ones and the ``(table, CHAIN)`` pairs of iptables — in priority order,
     up to the first refusal (iptables first on equal priority). A NAT decision rewrites the flow for the chains
-    after it, and only the first NAT decision of a hook counts: the kernel binds a connection once."""
+    after it, and only the first NAT decision of a hook counts: the kernel binds a connection once. ``families``
+    default to those an IP packet of the flow's version meets (ip6 and inet for IPv6)."""
+    if families is None:
+        families = INET6_FAMILIES if flow.ip6 else INET_FAMILIES
     queue: list[tuple[int, int, Any]] = [(IPTABLES_PRIORITY.get(tc, 0), 0, tc) for tc in iptables]
     queue += [(c.priority or 0, 1, (t, c)) for t, c in base_chains(ns, families, hook_name, device)]
     out: list[Verdict] = []
@@ -278,7 +286,7 @@ def _value(run: _Run, left: Any) -> Any:
 def _meta(flow: Flow, key: str) -> Any:
     values = {"iifname": flow.in_iface or "", "oifname": flow.out_iface or "", "iif": flow.in_iface,
               "oif": flow.out_iface, "l4proto": PROTOCOLS.get(flow.proto), "protocol": flow.l3,
-              "nfproto": "ipv4", "mark": flow.mark}  # fmt: skip
+              "nfproto": "ipv6" if flow.ip6 else "ipv4", "mark": flow.mark}  # fmt: skip
     if key not in values:
         raise Unknown(f"meta {key}")
     return values[key]
@@ -287,24 +295,34 @@ def _meta(flow: Flow, key: str) -> Any:
 def _payload(flow: Flow, payload: dict[str, Any]) -> Any:
     proto, field = payload.get("protocol"), payload.get("field")
     if proto == "ether":
-        return {"saddr": flow.src_mac, "daddr": flow.dst_mac}.get(field) if field in ("saddr", "daddr") else _no(
-            proto, field)  # fmt: skip
+        return {"saddr": flow.src_mac, "daddr": flow.dst_mac, "type": flow.l3}.get(field) if field in (
+            "saddr", "daddr", "type") else _no(proto, field)  # fmt: skip
     if proto == "ip6":
-        return None if field in ("saddr", "daddr", "nexthdr") else _no(proto, field)  # an IPv4 packet has no ip6
-    if flow.l3 != "ip":
+        if field not in ("saddr", "daddr", "nexthdr"):
+            return _no(proto, field)
+        if not flow.ip6:
+            return None  # an IPv4 packet has no ip6 header
+        values6 = {"saddr": ipaddress.IPv6Address(flow.src), "daddr": ipaddress.IPv6Address(flow.dst),
+                   "nexthdr": PROTOCOLS.get(flow.proto)}  # fmt: skip
+        return values6[field]
+    if flow.l3 not in ("ip", "ip6"):
         return None
     if proto == "ip":
+        if field not in ("saddr", "daddr", "protocol"):
+            return _no(proto, field)
+        if flow.ip6:
+            return None  # an IPv6 packet has no ip header
         values = {"saddr": ipaddress.IPv4Address(flow.src), "daddr": ipaddress.IPv4Address(flow.dst),
                   "protocol": PROTOCOLS.get(flow.proto)}  # fmt: skip
-        return values[field] if field in values else _no(proto, field)
+        return values[field]
     if proto in ("th", "tcp", "udp"):
         if field not in ("sport", "dport"):
             return _no(proto, field)
         if flow.proto not in ("tcp", "udp") or proto not in ("th", flow.proto):
             return None
         return flow.dport if field == "dport" else flow.sport
-    if proto == "icmp" and field == "type":
-        return None if flow.proto != "icmp" else "echo-reply" if flow.reply else "echo-request"
+    if proto in ("icmp", "icmpv6") and field == "type":
+        return flow.icmp_name if flow.proto == proto else None
     return _no(proto, field)
 
 
@@ -314,7 +332,7 @@ def _no(proto: Any, field: Any) -> Any:
 
 def _ct(flow: Flow, key: str) -> Any:
     if key == "state":
-        return frozenset({"established"} if flow.reply else {"new"})
+        return flow.ct_states
     if key == "status":
         return frozenset({"confirmed", "seen-reply", "assured"} if flow.reply else set())
     if key == "direction":
@@ -325,9 +343,34 @@ def _ct(flow: Flow, key: str) -> Any:
 def _fib(run: _Run, fib: dict[str, Any]) -> Any:
     """``fib daddr type``: local when the namespace holds the address; anything else needs the routes."""
     if fib.get("result") == "type" and fib.get("flags") == ["daddr"]:
-        local = run.flow.dst_local or any(a.address == run.flow.dst for lk in run.ns.links for a in lk.addresses)
+        dst = ipaddress.ip_address(run.flow.dst) if run.flow.l3 in ("ip", "ip6") else None
+        local = run.flow.dst_local or any(ipaddress.ip_address(a.address) == dst for lk in run.ns.links
+                                          for a in lk.addresses)  # fmt: skip
         return "local" if local else "unicast"
+    flags = set(fib.get("flags", []))
+    reverse = "saddr" in flags and flags <= {"saddr", "iif", "mark"}
+    if fib.get("result") in ("oif", "oifname") and reverse and run.flow.l3 in ("ip", "ip6"):
+        # reverse path filtering (firewalld's IPv6 rpfilter: ``fib saddr . mark . iif oif missing drop``): the route
+        # back to the source, through the device the packet came in by when ``iif`` is asked; False is "missing"
+        out = _route_back(run.ns, run.flow.src, run.flow.in_iface if "iif" in flags else None)
+        return out if out is not None else False
     raise Unknown(f"fib {' . '.join(fib.get('flags', []))} {fib.get('result')}")
+
+
+def _route_back(ns: Namespace, src: str, via: str | None) -> str | None:
+    """The device of the main table's longest route to ``src`` (of those through ``via``, when given)."""
+    addr = ipaddress.ip_address(src)
+    best: tuple[int, str] | None = None
+    for r in ns.routes:
+        if r.table != 254 or r.device is None or r.type != "unicast" or (via is not None and r.device != via):
+            continue
+        six = ":" in r.dst or (r.dst == "default" and ":" in (r.gateway or ""))
+        if six != (addr.version == 6) or "?" in r.dst:
+            continue
+        net = ipaddress.ip_network(("::/0" if six else "0.0.0.0/0") if r.dst == "default" else r.dst, strict=False)
+        if addr in net and (best is None or net.prefixlen > best[0]):
+            best = (net.prefixlen, r.device)
+    return best[1] if best is not None else None
 
 
 # -- right-hand sides ------------------------------------------------------------------------------
@@ -359,7 +402,11 @@ def _member(value: Any, right: Any) -> bool:
         return _member(value, right["elem"].get("val"))
     if isinstance(right, dict) and "prefix" in right:
         net = ipaddress.ip_network(f"{right['prefix']['addr']}/{right['prefix']['len']}", strict=False)
-        return isinstance(value, ipaddress.IPv4Address) and net.version == 4 and value in net
+        return (
+            isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address)
+            and net.version == value.version
+            and value in net
+        )
     if isinstance(right, dict) and "range" in right:
         low, high = right["range"]
         return _scalar(value, low) <= value <= _scalar(value, high)
@@ -380,10 +427,10 @@ def _elements_of(right: dict[str, Any]) -> Iterator[Any]:
 
 def _scalar(value: Any, right: Any) -> Any:
     """``right`` in the type of ``value``: an address, a protocol number, an interface name with ``*``."""
-    if isinstance(value, ipaddress.IPv4Address):
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
         try:
             return ipaddress.ip_address(right)
-        except ValueError:
+        except (ValueError, TypeError):
             return None
     if isinstance(value, int) and isinstance(right, str):
         return PROTOCOLS.get(right, int(right) if right.isdigit() else None)

@@ -1,11 +1,14 @@
 """Follow a packet hop by hop through the kernel's own tables, as they are in the snapshots.
 
-``trace`` walks what the kernel would do with an IPv4 packet from a source
+``trace`` walks what the kernel would do with an IPv4 or IPv6 packet from a source
 namespace: route lookup, neighbour lookup (and, without an entry, who would
-answer the ARP request: a namespace on the same L2 domain, a VXLAN device's ARP
-proxy, or nobody), veth crossings with their MTUs, bridge FDB lookups and
+answer the ARP request or the IPv6 neighbour solicitation: a namespace on the same
+L2 domain, a VXLAN device's proxy from its neighbour table, or nobody), veth
+crossings with their MTUs (IPv6: 1280 at least, and no router fragments — a packet
+too big for the next link is answered with ICMPv6 "packet too big"), bridge FDB lookups and
 flooding, VXLAN FDB lookups and encapsulation, the underlay's routes, netfilter's
-FORWARD/INPUT and NAT hooks, ``ip_forward`` and ``rp_filter``, and on the far side
+FORWARD/INPUT and NAT hooks (ip6tables' and the ip6/inet families' for IPv6),
+``ip_forward`` (``net.ipv6.conf.all.forwarding``) and ``rp_filter``, and on the far side
 the UDP port and VNI that must match a VXLAN device before decapsulation. Then
 the reply, which often fails differently. Every step names the table it
 consulted, the entry that matched (or that none did) and its decision; a drop
@@ -19,14 +22,17 @@ import ipaddress
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from backend.model import Link, Route
+from backend.model import Link, Namespace, Route, RuleSet
 from backend.shellwords import shell_line
 from diagnostics.netfilter import Decision, Flow, published_accept
-from diagnostics.nftables import NftDecision, nat_target, run_hook
-from diagnostics.world import BROADCAST, ZERO_MAC, World
+from diagnostics.nftables import INET6_FAMILIES, NftDecision, nat_target, run_hook
+from diagnostics.world import BROADCAST, ZERO_MAC, World, canon, is_ip6
 
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
+VXLAN6_OVERHEAD = 70  # … over an IPv6 underlay: its header is 40 bytes
 ICMP_HEADER = 28  # IPv4 20 + ICMP 8: ping's -s is the payload
+ICMP6_HEADER = 48  # IPv6 40 + ICMPv6 8
+IPV6_MIN_MTU = 1280  # RFC 8200: a link narrower than this carries no IPv6 (the kernel takes IPv6 off it)
 MAX_HOPS = 128  # nested transmissions before a path is taken for a loop
 USABLE = {"PERMANENT", "NOARP", "REACHABLE", "STALE", "DELAY", "PROBE"}
 ISOLATION = "DOCKER-ISOLATION-STAGE-"  # the chains where Docker (and vxray's bridges) keep networks apart
@@ -72,6 +78,25 @@ def fix_in(world: World, key: str, vxray: tuple[str, ...] = (), native: tuple[st
     return Fix(vxray, world.command_in(key, *native), missing, world.machine_of(key))
 
 
+def nft_fix(world: World, key: str, decision: NftDecision) -> Fix:
+    """The fix of a native nftables drop: ``vxray firewall delete|policy`` on its host (``--netns`` when it is
+    not the host's own namespace), and ``nft`` itself in the namespace."""
+    place = world.place(key)
+    named = next((p.rsplit("/", 1)[1] for p in place.ns.paths if p.startswith("/run/netns/")), None)
+    words: tuple[str, ...] = ("--host", place.host) if len(world.labels.host_netns) > 1 else ()
+    if place.ns.kind != "host" and not world.is_host_ns(key):
+        if named is None:
+            return fix_in(world, key, native=decision.undo(), missing=f"vxray's firewall command enters only named "
+                          f"namespaces, not {place.label}")  # fmt: skip
+        words += ("--netns", named)
+    if decision.rule is None:
+        vxray = ("vxray", "firewall", "policy", decision.family, decision.table, decision.chain, "accept")
+    else:
+        vxray = ("vxray", "firewall", "delete", decision.family, decision.table, decision.rule_chain, "handle",
+                 str(decision.rule.handle))  # fmt: skip
+    return fix_in(world, key, (*vxray, *words), decision.undo())
+
+
 @dataclass(frozen=True)
 class Step:
     """One table consulted on the way: where, what matched, and what the kernel decides."""
@@ -102,6 +127,11 @@ class Packet:
     vni: int | None = None
     inner: Frame | None = None  # an encapsulated VXLAN packet carries a frame
     sport: int | None = None  # None: an ephemeral port (a request's); a reply's is the request's dport
+    icmp_type: str | None = None  # an ICMPv6 type other than echo's: NDP's nd-neighbor-solicit/-advert
+
+    @property
+    def ip6(self) -> bool:
+        return is_ip6(self.dst)
 
 
 @dataclass(frozen=True)
@@ -115,7 +145,12 @@ class Frame:
 
     @property
     def size(self) -> int:
-        return self.packet.size if self.packet else 28
+        return self.packet.size if self.packet else 72 if self.ndp else 28  # an NS: IPv6 40 + ICMPv6 NS 32
+
+    @property
+    def ndp(self) -> bool:
+        """A neighbour solicitation (an address request for an IPv6 address), not an ARP request."""
+        return self.packet is None and is_ip6(self.arp_for or "")
 
 
 @dataclass(frozen=True)
@@ -239,6 +274,13 @@ class _Sim:
             self.fail(key, "link", f"{out.name} state {out.operstate}", f"{out.name} is down",
                       self._link_up_fix(key, out))  # fmt: skip
             return None
+        if pkt.ip6 and out.mtu < IPV6_MIN_MTU:
+            self.fail(key, "mtu", f"{out.name} mtu {out.mtu}", f"IPv6 needs an MTU of {IPV6_MIN_MTU} at least: the "
+                      f"kernel takes IPv6 off {out.name}", self._mtu_fix(key, out, IPV6_MIN_MTU))  # fmt: skip
+            return None
+        if pkt.size > out.mtu and pkt.ip6 and (pkt.df or in_dev is not None):
+            self._too_big(key, out, pkt, in_dev is None)
+            return None
         if pkt.size > out.mtu:
             if pkt.df:
                 how = "ping: local error: message too long" if in_dev is None else "ICMP 'fragmentation needed'"
@@ -248,12 +290,24 @@ class _Sim:
                 self.fail(key, "mtu", f"{out.name} mtu {out.mtu}", f"{pkt.size}-byte packet with DF set: {how}",
                           fix)  # fmt: skip
                 return None
-            pkt = replace(pkt, size=out.mtu)  # sent as fragments; the first is the largest
+            pkt = replace(pkt, size=out.mtu)  # as fragments (IPv6: by the sender only); the first is the largest
         nexthop = route.gateway or pkt.dst
         mac = self.resolve(key, out, nexthop, pkt.src)
         if mac is None:
             return None
         return self.l2_send(key, out, Frame(out.mac or "", mac, pkt))
+
+    def _too_big(self, key: str, out: Link, pkt: Packet, sender: bool) -> None:
+        """An IPv6 packet wider than the link it leaves by: no router fragments it (RFC 8200); the sender learns the
+        MTU from ICMPv6 'packet too big' and sends smaller — the packet itself is lost. Its sender fragments only
+        what it sends itself, and not with ``ping -M do``."""
+        how = (f"ping: local error: message too long, mtu={out.mtu}" if sender else
+               f"IPv6 routers never fragment: ICMPv6 'packet too big' (mtu {out.mtu}) back to {pkt.src}, and the "
+               "packet is dropped")  # fmt: skip
+        fix = self._mtu_fix(key, out, pkt.size)
+        if fix is None:
+            how += f" (the path carries at most {out.mtu} bytes: ping -6 -s {out.mtu - ICMP6_HEADER} or less)"
+        self.fail(key, "mtu", f"{out.name} mtu {out.mtu}", f"{pkt.size}-byte IPv6 packet too big: {how}", fix)
 
     def _deliver_local(self, key: str, pkt: Packet, in_dev: Link | None, local: Link) -> str | None:
         if in_dev is not None and not self._filter(key, "INPUT", pkt, in_dev.name, None):
@@ -267,16 +321,22 @@ class _Sim:
         return key
 
     def _flow(self, key: str, pkt: Packet, in_iface: str | None, out_iface: str | None) -> Flow:
-        return Flow(pkt.src, pkt.dst, pkt.proto, pkt.dport, in_iface, out_iface, pkt.reply,
-                    self.w.local(key, pkt.dst) is not None, pkt.sport)  # fmt: skip
+        return Flow(pkt.src, pkt.dst, _l4(pkt), pkt.dport, in_iface, out_iface, pkt.reply,
+                    self.w.local(key, pkt.dst) is not None, pkt.sport, l3="ip6" if pkt.ip6 else "ip",
+                    icmp_type=pkt.icmp_type)  # fmt: skip
+
+    @staticmethod
+    def _iptables(ns: Namespace, pkt: Packet) -> tuple[RuleSet, ...]:
+        """The iptables rule sets a packet meets: ip6tables' for IPv6."""
+        return ns.netfilter6 if pkt.ip6 else ns.netfilter
 
     def _prerouting(self, key: str, pkt: Packet, in_dev: Link) -> Packet | None:
         """The prerouting hook: iptables' nat PREROUTING (its DNAT for published ports) and every native base
         chain there, in priority order; a DNAT moves the destination, a drop ends the packet (None)."""
         ns = self.w.place(key).ns
-        if not ns.netfilter and not ns.nftables:
+        if not self._iptables(ns, pkt) and not ns.nftables:
             return pkt
-        natting = pkt.proto in ("tcp", "udp") and not pkt.reply and ns.netfilter
+        natting = pkt.proto in ("tcp", "udp") and not pkt.reply and self._iptables(ns, pkt)
         flow = self._flow(key, pkt, in_dev.name, None)
         for decision in run_hook(ns, "prerouting", flow, (("nat", "PREROUTING"),) if natting else ()):
             to = nat_target(decision, flow)
@@ -285,7 +345,7 @@ class _Sim:
                 if to is not None:
                     self.step(key, "nat PREROUTING", decision.describe(), moved)
             elif decision.verdict == "redirect":
-                to = (_first_ip(in_dev), pkt.dport)
+                to = (_first_ip(in_dev, pkt.ip6), pkt.dport)
                 moved = f"redirect {pkt.dst} -> {to[0]} (the address of {in_dev.name})"
             if isinstance(decision, NftDecision) and not self._nft_step(key, decision, _what(pkt), moved):
                 return None
@@ -297,12 +357,12 @@ class _Sim:
         """The postrouting hook: iptables' nat POSTROUTING and every native base chain there, in priority order;
         MASQUERADE/SNAT (remembered for the reply's un-NAT) move the source, a drop ends the packet (None)."""
         ns = self.w.place(key).ns
-        if not ns.netfilter and not ns.nftables:
+        if not self._iptables(ns, pkt) and not ns.nftables:
             return pkt
-        iptables = (("nat", "POSTROUTING"),) if ns.netfilter and not pkt.reply else ()
+        iptables = (("nat", "POSTROUTING"),) if self._iptables(ns, pkt) and not pkt.reply else ()
         flow = self._flow(key, pkt, in_dev.name if in_dev else None, out.name)
         for decision in run_hook(ns, "postrouting", flow, iptables):
-            new = self._new_source(decision, out)
+            new = self._new_source(decision, out, pkt.ip6)
             text = f"{_verdict(decision)}: source {pkt.src} -> {new}" if new else ""
             if isinstance(decision, Decision) and new:
                 self.step(key, "nat POSTROUTING", decision.describe(), text)
@@ -314,14 +374,17 @@ class _Sim:
         return pkt
 
     @staticmethod
-    def _new_source(decision: Decision | NftDecision, out: Link) -> str:
+    def _new_source(decision: Decision | NftDecision, out: Link, ip6: bool) -> str:
         """The source MASQUERADE (``out``'s address) or SNAT gives the packet; "" when it does not NAT."""
         if isinstance(decision, Decision):
             if decision.rule is None or decision.target not in ("MASQUERADE", "SNAT"):
                 return ""
-            return (decision.rule.to or "").split(":")[0] if decision.target == "SNAT" else _first_ip(out)
+            if decision.target == "SNAT":
+                return (decision.rule.to or "").removeprefix("[").split("]")[0] if ip6 else (
+                    decision.rule.to or "").split(":")[0]  # fmt: skip
+            return _first_ip(out, ip6)
         if decision.verdict == "masquerade":
-            return _first_ip(out)
+            return _first_ip(out, ip6)
         return decision.to[0] if decision.verdict == "snat" and decision.to else ""
 
     def _nft_step(self, key: str, decision: NftDecision, what: str, text: str = "") -> bool:
@@ -331,13 +394,20 @@ class _Sim:
             self.step(key, decision.where, decision.describe(), f"{text or 'accepted'}{uncertain}")
             return True
         self.fail(key, decision.where, decision.describe(),
-                  f"{what} {decision.verdict}ed by nftables{uncertain}",
-                  self._fix(key, native=decision.undo(), missing="vxray has no command that changes nftables "
-                            "rules"))  # fmt: skip
+                  f"{what} {'dropped' if decision.verdict == 'drop' else decision.verdict + 'ed'} by nftables"
+                  f"{uncertain}", nft_fix(self.w, key, decision))  # fmt: skip
         return False
 
     def _forward(self, key: str, pkt: Packet, in_dev: Link, out: Link) -> bool:
         ns = self.w.place(key).ns
+        if pkt.ip6:  # IPv6 has no rp_filter: only forwarding, then the filter hooks
+            if ns.sysctls.ip6_forward is False:
+                self.fail(key, "sysctl", "net.ipv6.conf.all.forwarding = 0",
+                          f"{in_dev.name} -> {out.name} is forwarding: dropped (the namespace is an IPv6 host, not a "
+                          "router)", self._fix(key, native=("sysctl", "-w", "net.ipv6.conf.all.forwarding=1"),
+                                               missing="vxray has no command that sets IPv6 forwarding"))  # fmt: skip
+                return False
+            return self._filter(key, "FORWARD", pkt, in_dev.name, out.name)
         if ns.sysctls.ip_forward is False:
             self.fail(key, "sysctl", "net.ipv4.ip_forward = 0", f"{in_dev.name} -> {out.name} is forwarding: dropped",
                       self._host_fix(key, "ip_forward=1", ("sysctl", "-w", "net.ipv4.ip_forward=1")))  # fmt: skip
@@ -358,19 +428,21 @@ class _Sim:
         """The filter hook ``chain`` (FORWARD, INPUT, OUTPUT): iptables' filter table of every back-end and
         every native base chain there, in priority order; the first refusal drops the packet."""
         ns = self.w.place(key).ns
-        if not ns.netfilter and not ns.nftables:
+        iptables = self._iptables(ns, pkt)
+        if not iptables and not ns.nftables:
             return True
         flow = self._flow(key, pkt, in_iface, out_iface)
-        for decision in run_hook(ns, chain.lower(), flow, (("filter", chain),) if ns.netfilter else ()):
+        table = f"ip6 filter {chain}" if pkt.ip6 else f"filter {chain}"
+        for decision in run_hook(ns, chain.lower(), flow, (("filter", chain),) if iptables else ()):
             if isinstance(decision, NftDecision):
                 if not self._nft_step(key, decision, _what(pkt)):
                     return False
                 continue
             if decision.accepted:
                 if decision.rule is not None or (decision.chain == chain and chain != "OUTPUT"):
-                    self.step(key, f"filter {chain}", decision.describe(), "accepted")
+                    self.step(key, table, decision.describe(), "accepted")
                 continue
-            self.fail(key, f"filter {chain}", decision.describe(), f"{pkt.proto} {pkt.src} -> {pkt.dst} dropped",
+            self.fail(key, table, decision.describe(), f"{_what(pkt)} dropped",
                       self._filter_fix(key, chain, decision, pkt, out_iface))  # fmt: skip
             return False
         return True
@@ -378,6 +450,9 @@ class _Sim:
     def _filter_fix(self, key: str, chain: str, decision: Decision, pkt: Packet, out_iface: str | None) -> Fix:
         rule = decision.rule
         ns = self.w.place(key).ns
+        if pkt.ip6 and (rule is None or not rule.chain.startswith(ISOLATION)):  # vxray's settings are iptables'
+            return self._fix(key, native=decision.undo(), missing=f"vxray has no command that changes ip6tables' "
+                             f"{chain} chain")  # fmt: skip
         if chain == "FORWARD" and pkt.dport and out_iface and (accept := published_accept(
                 ns, decision.backend, pkt.dst, pkt.proto, pkt.dport, out_iface)):  # fmt: skip
             return self._fix(key, native=accept, missing="vxray has no command that writes a published port's "
@@ -427,11 +502,16 @@ class _Sim:
                       self._link_up_fix(key, on_link[0]))  # fmt: skip
         elif on_link is not None:
             dev, cidr = on_link
-            subnet, src = str(ipaddress.IPv4Interface(cidr).network), cidr.split("/")[0]
+            subnet, src = str(ipaddress.ip_interface(cidr).network), cidr.split("/")[0]
             self.fail(key, "route", "no route", f"{decision}; {dev.name} holds {cidr}, but its route to {subnet} is "
                       "gone", self._fix(key, native=("ip", "route", "add", subnet, "dev", dev.name, "src", src),
                                         missing="vxray has no command that adds a route"))  # fmt: skip
-        elif (down := self._down_uplink(key)) is not None:
+        elif pkt.ip6 and (narrow := self._narrow(key)) is not None:
+            self.fail(key, "route", "no route", f"{decision}; {narrow.name} has mtu {narrow.mtu}, below IPv6's "
+                      f"{IPV6_MIN_MTU}: the kernel took IPv6 (its addresses and routes) off it — once the MTU is "
+                      "raised, its IPv6 addresses are to be added again",
+                      self._mtu_fix(key, narrow, IPV6_MIN_MTU))  # fmt: skip
+        elif (down := self._down_uplink(key, pkt.ip6)) is not None:
             fix = self._link_up_fix(key, down)
             gone = f"then the default route that went with {down.name}: the snapshots do not say through which gateway"
             fix = replace(fix, missing=f"{fix.missing}; {gone}" if fix.missing else gone)
@@ -447,18 +527,25 @@ class _Sim:
     def _on_link(self, key: str, dst: str) -> tuple[Link, str] | None:
         """A device holding an address on ``dst``'s subnet (and that address), one that is down first: setting a
         device down removes the route the kernel made for its address, and setting it up brings it back."""
-        addr = ipaddress.IPv4Address(dst)
+        addr = ipaddress.ip_address(dst)
         found = [(lk, a.cidr) for lk in self.w.place(key).ns.links for a in lk.addresses
-                 if ":" not in a.address and addr in ipaddress.IPv4Network(a.cidr, strict=False)]  # fmt: skip
+                 if (":" in a.address) == (addr.version == 6) and a.scope != "link"
+                 and addr in ipaddress.ip_network(a.cidr, strict=False)]  # fmt: skip
         return min(found, key=lambda f: f[0].up, default=None)
 
-    def _down_uplink(self, key: str) -> Link | None:
+    def _down_uplink(self, key: str, ip6: bool = False) -> Link | None:
         """In a namespace left without a default route, a device that is down and holds a global address:
         what the default route most likely left by before it went down and took the route with it."""
-        if self.w.routes[key].lookup("0.0.0.0") is not None:
+        if self.w.routes[key].lookup("::" if ip6 else "0.0.0.0") is not None:
             return None
         return next((lk for lk in self.w.place(key).ns.links if not lk.up and lk.kind != "loopback"
-                     and any(a.scope == "global" and ":" not in a.address for a in lk.addresses)), None)  # fmt: skip
+                     and any(a.scope == "global" and (":" in a.address) == ip6 for a in lk.addresses)),
+                    None)  # fmt: skip
+
+    def _narrow(self, key: str) -> Link | None:
+        """A device that is up but narrower than IPv6 allows: the kernel removed its IPv6 addresses and routes."""
+        return next((lk for lk in self.w.place(key).ns.links if lk.up and lk.kind != "loopback"
+                     and lk.mtu < IPV6_MIN_MTU), None)  # fmt: skip
 
     def _mtu_fix(self, key: str, dev: Link, size: int) -> Fix | None:
         """Raise the MTU that is too small — never a container's or sandbox's above what its overlay
@@ -492,19 +579,37 @@ class _Sim:
             self.fail(key, "neigh", f"no entry for {ip} on {dev.name} (NOARP device)", "no MAC for the next hop")
             return None
         state = f" ({'/'.join(entry.state)})" if entry is not None else ""
+        ip6 = is_ip6(ip)
+        if ip6 and self.w.local(key, src_ip) is not dev:  # an NS leaves from the packet's source only when dev has it
+            src_ip = self._link_local(dev) or src_ip
         mark = len(self.steps)
         answer = self.l2_send(key, dev, Frame(dev.mac or "", BROADCAST, None, ip, src_ip))
+        if answer is not None and ip6:  # the advertisement comes back through this namespace's hooks
+            advert = Packet(ip, src_ip, "icmp", icmp_type="nd-neighbor-advert", size=72, reply=True)
+            answer = answer if self._ndp_in(key, dev, advert) else None
         reasons = self.steps[mark:]
         del self.steps[mark:]
+        request = "neighbour solicitation" if ip6 else "ARP request"
         if answer is None:
             why = "; ".join(s.decision for s in reasons if not s.ok) or "nobody on this L2 domain owns it"
             fix = next((s.fix for s in reasons if s.fix is not None), None)
-            self.fail(key, "neigh", f"no entry for {ip} on {dev.name}{state}", f"ARP request unanswered: {why}", fix,
+            self.fail(key, "neigh", f"no entry for {ip} on {dev.name}{state}", f"{request} unanswered: {why}", fix,
                       dev=dev.name)  # fmt: skip
             return None
-        who = next((s.decision for s in reasons if s.table == "arp"), f"answered by {answer}")
-        self.step(key, "neigh", f"no entry for {ip} on {dev.name}{state}", f"ARP: {who}", dev=dev.name)
+        who = next((s.decision for s in reasons if s.table in ("arp", "ndp")), f"answered by {answer}")
+        self.step(key, "neigh", f"no entry for {ip} on {dev.name}{state}", f"{'NDP' if ip6 else 'ARP'}: {who}",
+                  dev=dev.name)  # fmt: skip
         return answer
+
+    def _ndp_in(self, key: str, dev: Link, pkt: Packet) -> bool:
+        """An NDP message arriving on ``dev``: the prerouting chains (firewalld's IPv6 rpfilter sits there) and
+        the input hook see it, as any packet for the namespace."""
+        flow = self._flow(key, pkt, dev.name, None)
+        return self._native(key, "prerouting", flow, INET6_FAMILIES) and self._filter(key, "INPUT", pkt, dev.name, None)
+
+    @staticmethod
+    def _link_local(dev: Link) -> str | None:
+        return next((canon(a.address) for a in dev.addresses if a.address.lower().startswith("fe80:")), None)
 
     # -- layer 2 -----------------------------------------------------------------------------------
 
@@ -584,12 +689,23 @@ class _Sim:
         return self.ip_output(key, frame.packet, dev)
 
     def _arp_answer(self, key: str, dev: Link, frame: Frame) -> str | None:
+        """Who owns the address asked for answers: any local address for ARP (arp_ignore 0), for a neighbour
+        solicitation only one on the device it arrived on — and past that namespace's input hook (NDP is
+        ICMPv6, untracked by conntrack)."""
         if frame.arp_for is None or self.w.local(key, frame.arp_for) is None:
             return None
+        if frame.ndp:
+            if not any(canon(a.address) == frame.arp_for for a in dev.addresses):
+                return None
+            solicit = Packet(frame.arp_from or "::", _solicited(frame.arp_for), "icmp", size=72,
+                             icmp_type="nd-neighbor-solicit")  # fmt: skip
+            if not self._ndp_in(key, dev, solicit):
+                return None
         if frame.arp_from:
             self.state.learned.setdefault(key, {})[frame.arp_from] = frame.src_mac
         who = self.w.container(key) or self.w.place(key).label
-        self.step(key, "arp", f"{frame.arp_for} on {dev.name}", f"answered by {who} ({dev.name} {dev.mac})")
+        self.step(key, "ndp" if frame.ndp else "arp", f"{frame.arp_for} on {dev.name}",
+                  f"answered by {who} ({dev.name} {dev.mac})")  # fmt: skip
         return dev.mac
 
     def bridge(self, key: str, br: Link, in_port: Link | None, frame: Frame) -> str | None:
@@ -612,11 +728,13 @@ class _Sim:
                     self.fail(key, "bridge fdb", f"{frame.dst_mac} dev {port.name} master {br.name}",
                               "destination is behind the port it came from: dropped")  # fmt: skip
                     return None
+                mark = len(self.steps)
                 self.step(key, "bridge fdb", f"{frame.dst_mac} dev {port.name} master {br.name} {entry.state}",
                           f"forward to {port.name}", dev=port.name)  # fmt: skip
                 if not self._port_open(key, port) or not self._fits(key, port, frame, "leaving by"):
                     return None
                 if not self._bridge_out(key, frame, in_port, port):
+                    self.steps[mark] = replace(self.steps[mark], dev="")  # dropped before it leaves by the port
                     return None
                 return self.l2_send(key, port, frame)
             self.step(key, "bridge fdb", f"no entry for {frame.dst_mac} on {br.name}", "unknown unicast: flood")
@@ -646,7 +764,7 @@ class _Sim:
         ns = self.w.place(key).ns
         if not any(c.hook == "ingress" and c.device == dev.name for t in ns.nftables for c in t.chains):
             return True
-        families = ("netdev", "inet") if frame.packet is not None else ("netdev",)
+        families = ("netdev", "inet") if frame.packet is not None or frame.ndp else ("netdev",)
         return self._native(key, "ingress", _frame_flow(frame, dev.name, None), families, dev.name)
 
     def _bridge_hook(self, key: str, hook_name: str, frame: Frame, in_port: Link | None,
@@ -661,6 +779,7 @@ class _Sim:
     def _native(self, key: str, hook_name: str, flow: Flow, families: tuple[str, ...], device: str | None = None
                 ) -> bool:  # fmt: skip
         what = f"ARP who-has {flow.dst}" if flow.l3 == "arp" else f"{flow.proto} {flow.src} -> {flow.dst}"
+        what = f"neighbour solicitation from {flow.src}" if flow.icmp_type == "nd-neighbor-solicit" else what
         for decision in run_hook(self.w.place(key).ns, hook_name, flow, (), families, device):
             if isinstance(decision, NftDecision) and not self._nft_step(key, decision, what):
                 return False
@@ -752,13 +871,15 @@ class _Sim:
                       f"which a snapshot does not show: a bridged frame has none and is dropped")  # fmt: skip
             return None
         if frame.packet is None and info.proxy:
+            what = "neighbour solicitations" if frame.ndp else "ARP"
             entry = self.w.neigh.get((key, vx.name), {}).get(frame.arp_for or "")
             if entry is not None and entry.mac and USABLE & set(entry.state):
-                self.step(key, "arp", f"{frame.arp_for} lladdr {entry.mac} on {vx.name}",
-                          f"answered by {vx.name}'s ARP proxy from the neighbour table")  # fmt: skip
+                self.step(key, "ndp" if frame.ndp else "arp", f"{frame.arp_for} lladdr {entry.mac} on {vx.name}",
+                          f"answered by {vx.name}'s {'NDP' if frame.ndp else 'ARP'} proxy from the neighbour "
+                          "table")  # fmt: skip
                 return entry.mac
             self.fail(key, "vxlan proxy", f"no neighbour entry for {frame.arp_for} on {vx.name}",
-                      f"{vx.name} answers ARP only from its neighbour table (proxy"
+                      f"{vx.name} answers {what} only from its neighbour table (proxy"
                       f"{', l3miss: only a notification' if info.l3miss else ''})",
                       self._overlay_fix(key, frame.arp_for or "", "arp", vx.name))  # fmt: skip
             return None
@@ -815,14 +936,18 @@ class _Sim:
         info = vx.vxlan
         assert info is not None
         under_key = self.w.vxlan_home(key, vx)
-        src = info.local or self.w.source_ip(under_key, dst)
-        outer = Packet(src, dst, "udp", port, frame.size + VXLAN_OVERHEAD, df=False, vni=vni, inner=frame)
+        src = canon(info.local) if info.local else self.w.source_ip(under_key, dst)
+        overhead = VXLAN6_OVERHEAD if is_ip6(dst) else VXLAN_OVERHEAD
+        outer = Packet(src, dst, "udp", port, frame.size + overhead, df=False, vni=vni, inner=frame)
         route = self.w.routes[under_key].lookup(dst)
         out = self.w.links.get((under_key, route.device or "")) if route else None
-        if out is not None and outer.size > out.mtu and frame.packet is not None and frame.packet.df:
+        inner = frame.packet
+        if out is not None and outer.size > out.mtu and inner is not None and (inner.df or inner.ip6):
+            why, answer = ("is IPv6, which is never fragmented on the way", "ICMPv6 'packet too big'") if inner.ip6 \
+                else ("has DF set", "'fragmentation needed'")  # fmt: skip
             self.fail(under_key, "mtu", f"{out.name} mtu {out.mtu}",
-                      f"encapsulated {outer.size} bytes exceed the underlay MTU; the inner packet has DF set, so "
-                      f"{vx.name} answers 'fragmentation needed' to its source",
+                      f"encapsulated {outer.size} bytes exceed the underlay MTU; the inner packet {why}, so "
+                      f"{vx.name} answers {answer} (mtu {out.mtu - overhead}) to its source",
                       self._mtu_fix(under_key, out, outer.size))  # fmt: skip
             return None
         mark = len(self.steps)
@@ -905,41 +1030,64 @@ def _route_text(route: Any) -> str:
 
 
 def _what(pkt: Packet) -> str:
-    return f"{pkt.proto} {pkt.src} -> {pkt.dst}"
+    if pkt.icmp_type and pkt.icmp_type.startswith("nd-"):
+        kind = "neighbour solicitation" if pkt.icmp_type == "nd-neighbor-solicit" else "neighbour advertisement"
+        return f"{kind} {pkt.src} -> {pkt.dst} (NDP: conntrack leaves it untracked)"
+    return f"{_l4(pkt)} {pkt.src} -> {pkt.dst}"
 
 
 def _frame_flow(frame: Frame, in_iface: str | None, out_iface: str | None) -> Flow:
     """What bridge and netdev chains match on: the frame's MACs, and its IP packet or ARP request."""
     pkt = frame.packet
+    if pkt is None and frame.ndp:  # a neighbour solicitation is an ICMPv6 packet to a solicited-node address
+        return Flow(frame.arp_from or "::", _solicited(frame.arp_for or "::"), "icmpv6", None, in_iface,
+                    out_iface, l3="ip6", src_mac=frame.src_mac, dst_mac=frame.dst_mac,
+                    icmp_type="nd-neighbor-solicit")  # fmt: skip
     if pkt is None:
         return Flow(frame.arp_from or "0.0.0.0", frame.arp_for or "0.0.0.0", "arp", None, in_iface, out_iface,
                     l3="arp", src_mac=frame.src_mac, dst_mac=frame.dst_mac)  # fmt: skip
-    return Flow(pkt.src, pkt.dst, pkt.proto, pkt.dport, in_iface, out_iface, pkt.reply, sport=pkt.sport,
-                src_mac=frame.src_mac, dst_mac=frame.dst_mac)  # fmt: skip
+    return Flow(pkt.src, pkt.dst, _l4(pkt), pkt.dport, in_iface, out_iface, pkt.reply, sport=pkt.sport,
+                l3="ip6" if pkt.ip6 else "ip", src_mac=frame.src_mac, dst_mac=frame.dst_mac,
+                icmp_type=pkt.icmp_type)  # fmt: skip
+
+
+def _solicited(ip: str) -> str:
+    """The solicited-node multicast address a neighbour solicitation for ``ip`` is sent to (ff02::1:ffXX:XXXX)."""
+    low = int(ipaddress.IPv6Address(ip)) & 0xFFFFFF
+    return str(ipaddress.IPv6Address((0xFF02 << 112) | (1 << 32) | (0xFF << 24) | low))
 
 
 def _verdict(decision: Decision | NftDecision) -> str:
     return decision.target if isinstance(decision, Decision) else decision.verdict
 
 
-def _first_ip(link: Link) -> str:
-    return next((a.address for a in link.addresses if ":" not in a.address), "")
+def _first_ip(link: Link, ip6: bool = False) -> str:
+    """The address MASQUERADE and redirect take: the link's first of the family (a global one for IPv6)."""
+    return next((canon(a.address) for a in link.addresses
+                 if (":" in a.address) == ip6 and not (ip6 and a.scope == "link")), "")  # fmt: skip
+
+
+def _l4(pkt: Packet) -> str:
+    """The protocol netfilter sees: an IPv6 ping is ICMPv6."""
+    return "icmpv6" if pkt.ip6 and pkt.proto == "icmp" else pkt.proto
 
 
 def trace(world: World, src: str, dst: str, proto: str = "icmp", dport: int | None = None,
           size: int | None = None, df: bool = False) -> Trace:  # fmt: skip
-    """Trace a packet from namespace ``src`` (label or key) to ``dst`` (an IPv4 address), and its reply.
+    """Trace a packet from namespace ``src`` (label or key) to ``dst`` (an IPv4 or IPv6 address), and its reply.
 
     ``size`` is the ICMP payload as ``ping -s`` (ping's 56 bytes without it); ``df``
     forbids fragmentation as ``ping -M do``. Without it a packet wider than a link is
-    sent as fragments, as a real ``ping -s 8000`` across a 1450-byte overlay is.
+    sent as fragments, as a real ``ping -s 8000`` across a 1450-byte overlay is — by
+    the sender alone for IPv6: a router answers ICMPv6 "packet too big" instead.
     """
     place = world.find(src)
     if place is None:
         raise ValueError(f"no namespace {src!r} in the snapshots")
+    dst = canon(dst)
     state = _State()
     sim = _Sim(world, state, "request")
-    ip_size = (56 if size is None else size) + ICMP_HEADER
+    ip_size = (56 if size is None else size) + (ICMP6_HEADER if is_ip6(dst) else ICMP_HEADER)
     pkt = Packet(world.source_ip(place.key, dst), dst, proto, dport, ip_size, df=df)
     reached = sim.ip_output(place.key, pkt, None)
     steps = list(sim.steps)

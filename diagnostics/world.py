@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from backend.errors import VxrayError
 from backend.model import FdbEntry, HostSnapshot, Labels, Link, LinkRef, Namespace, Neighbour, Route
@@ -43,13 +43,31 @@ class Place:
 
 @dataclass
 class _Routes:
-    """A namespace's main table as (network, route), longest prefix first."""
+    """A namespace's main table as (network, route), longest prefix first: IPv4's, and IPv6's apart."""
 
     entries: list[tuple[ipaddress.IPv4Network, Route]]
+    entries6: list[tuple[ipaddress.IPv6Network, Route]] = field(default_factory=list)
 
     def lookup(self, ip: str) -> Route | None:
+        if ":" in ip:
+            addr6 = ipaddress.IPv6Address(ip)
+            return next((r for net, r in self.entries6 if addr6 in net), None)
         addr = ipaddress.IPv4Address(ip)
         return next((r for net, r in self.entries if addr in net), None)
+
+
+def canon(ip: str) -> str:
+    """An address as the kernel prints it: IPv6 compressed (``fd00:0::2`` is ``fd00::2``), IPv4 as it is."""
+    return ipaddress.IPv6Address(ip).compressed if ":" in ip else ip
+
+
+def is_ip6(ip: str) -> bool:
+    return ":" in ip
+
+
+def _is_v6_route(r: Route) -> bool:
+    """An IPv6 route: its destination, or for ``default`` (what older snapshots say for ``::/0`` too) its gateway."""
+    return ":" in r.dst or (r.dst == "default" and ":" in (r.gateway or ""))
 
 
 class World:
@@ -59,7 +77,8 @@ class World:
         self.places: dict[str, Place] = {}
         self.links: dict[tuple[str, str], Link] = {}
         self.by_index: dict[tuple[str, int], Link] = {}
-        self.addresses: dict[str, list[tuple[str, Link, int]]] = {}  # ip -> (key, link, prefixlen)
+        self.addresses: dict[str, list[tuple[str, Link, int]]] = {}  # ip -> (key, link, prefixlen), no link-local
+        self.linklocal: dict[str, list[tuple[str, Link]]] = {}  # fe80::… -> (key, link): one per link, not global
         self.macs: dict[str, list[tuple[str, Link]]] = {}
         self.bridge_fdb: dict[tuple[str, str], dict[str, FdbEntry]] = {}  # (key, bridge) -> mac -> entry
         self.vxlan_fdb: dict[tuple[str, str], dict[str, list[FdbEntry]]] = {}  # (key, dev) -> mac -> entries
@@ -91,6 +110,10 @@ class World:
             for a in lk.addresses:
                 if ":" not in a.address:
                     self.addresses.setdefault(a.address, []).append((key, lk, a.prefixlen))
+                elif a.address.lower().startswith("fe80:"):
+                    self.linklocal.setdefault(canon(a.address), []).append((key, lk))
+                else:
+                    self.addresses.setdefault(canon(a.address), []).append((key, lk, a.prefixlen))
             if lk.mac:
                 self.macs.setdefault(lk.mac, []).append((key, lk))
             if lk.master:
@@ -103,15 +126,15 @@ class World:
             elif e.master:
                 self.bridge_fdb.setdefault((key, e.master), {})[e.mac] = e
         for n in ns.neighbours:
-            if ":" not in n.ip:
-                self.neigh.setdefault((key, n.device), {})[n.ip] = n
-        table = [
-            (ipaddress.IPv4Network("0.0.0.0/0" if r.dst == "default" else r.dst, strict=False), r)
-            for r in ns.routes
-            if r.table == 254 and ":" not in r.dst
-        ]
+            self.neigh.setdefault((key, n.device), {})[canon(n.ip) if ":" in n.ip else n.ip] = n
+        main = [r for r in ns.routes if r.table == 254 and "?" not in r.dst]
+        table = [(ipaddress.IPv4Network("0.0.0.0/0" if r.dst == "default" else r.dst, strict=False), r)
+                 for r in main if not _is_v6_route(r)]  # fmt: skip
         table.sort(key=lambda item: (-item[0].prefixlen, item[1].metric or 0))
-        self.routes[key] = _Routes(table)
+        table6 = [(ipaddress.IPv6Network("::/0" if r.dst == "default" else r.dst, strict=False), r)
+                  for r in main if _is_v6_route(r)]  # fmt: skip
+        table6.sort(key=lambda item: (-item[0].prefixlen, item[1].metric or 0))
+        self.routes[key] = _Routes(table, table6)
 
     def ref_key(self, key: str, ref: LinkRef) -> str:
         """The key of the namespace a ``LinkRef`` found in namespace ``key`` points at."""
@@ -149,29 +172,36 @@ class World:
             raise VxrayError(f"{word!r} is on several machines ({names}): say HOST:{word}")
         return next(iter(matches.values()), None)
 
-    def address_of(self, word: str, src: Place | None = None) -> str:
-        """A destination as typed: a container's IPv4 address (the one on a subnet ``src`` shares, when it
-        has several), else ``word`` itself, which must then be an IPv4 address."""
-        if _is_ipv4(word):
-            return word
+    def address_of(self, word: str, src: Place | None = None, ip6: bool = False) -> str:
+        """A destination as typed: a container's IPv4 address (``ip6``: its global IPv6 one; the one on a subnet
+        ``src`` shares, when it has several), else ``word`` itself, which must then be an IPv4 or IPv6 address."""
+        if _is_ip(word):
+            return canon(word)
         place = self.place_of(word)
         if place is None:
             raise VxrayError(f"unknown container, HOST:PORT, namespace or address {word!r}")
         found = [a for lk in place.ns.links if lk.name != "lo" for a in lk.addresses
-                 if a.scope != "link" and ":" not in a.address]  # fmt: skip
+                 if a.scope != "link" and (":" in a.address) == ip6]  # fmt: skip
         if not found:
-            raise VxrayError(f"{word} has no IPv4 address to trace to")
+            raise VxrayError(f"{word} has no {'IPv6' if ip6 else 'IPv4'} address to trace to")
         docker = {n.ip for n in place.ns.container.networks if n.ip} if place.ns.container else set()
         found = [a for a in found if a.address in docker] or found  # Docker's DNS never answers docker_gwbridge's
         if src is not None:
-            mine = [ipaddress.IPv4Network(a.cidr, strict=False) for lk in src.ns.links if lk.name != "lo"
-                    for a in lk.addresses if ":" not in a.address]  # fmt: skip
-            found = [a for a in found if any(ipaddress.IPv4Address(a.address) in net for net in mine)] or found
-        return found[0].address
+            mine = [ipaddress.ip_network(a.cidr, strict=False) for lk in src.ns.links if lk.name != "lo"
+                    for a in lk.addresses if (":" in a.address) == ip6 and a.scope != "link"]  # fmt: skip
+            found = [a for a in found if any(ipaddress.ip_address(a.address) in net for net in mine)] or found
+        return canon(found[0].address)
 
     def endpoint_of(self, word: str, src: Place | None = None) -> tuple[str, int | None]:
         """A destination as typed, with ``HOST:PORT`` (a machine's published port: its address, or an
         IP and a port) besides what ``address_of`` takes; (address, port or None)."""
+        if _is_ip(word):  # an IPv6 address ends in ":digits" too
+            return canon(word), None
+        if word.startswith("[") and "]:" in word:  # [IPv6]:PORT
+            host, port = word[1:].split("]:", 1)
+            if not (_is_ip(host) and port.isdigit() and 0 < int(port) < 65536):
+                raise VxrayError(f"invalid [IPv6]:PORT {word!r}")
+            return canon(host), int(port)
         host, colon, port = word.rpartition(":")
         if not (colon and port.isdigit()):
             return self.address_of(word, src), None
@@ -198,11 +228,15 @@ class World:
 
     def local(self, key: str, ip: str) -> Link | None:
         """The link of namespace ``key`` holding ``ip`` (any local address answers, as arp_ignore=0)."""
-        if ip.startswith("127."):
+        if ip.startswith("127.") or ip == "::1":
             return self.links.get((key, "lo"))
+        if ip.startswith("fe80:"):
+            return next((lk for k, lk in self.linklocal.get(ip, ()) if k == key), None)
         return next((lk for k, lk, _ in self.addresses.get(ip, ()) if k == key), None)
 
     def owners(self, ip: str) -> list[tuple[str, Link]]:
+        if ip.startswith("fe80:"):
+            return list(self.linklocal.get(ip, ()))
         return [(k, lk) for k, lk, _ in self.addresses.get(ip, ())]
 
     def machine_of(self, key: str) -> str:
@@ -279,6 +313,11 @@ class World:
             return "0.0.0.0"
         if route is not None and route.source:
             return route.source
+        if ":" in dst:  # a global address for a global destination, the link's own for a link-local one
+            wanted = "link" if dst.startswith("fe80:") else "global"
+            v6 = [a for a in dev.addresses if ":" in a.address and (a.scope == "link") == (wanted == "link")]
+            on_link = [a for a in v6 if ipaddress.IPv6Address(dst) in ipaddress.IPv6Network(a.cidr, strict=False)]
+            return canon((on_link or v6)[0].address) if v6 else "::"
         v4 = [a for a in dev.addresses if ":" not in a.address]
         on_link = [a for a in v4 if ipaddress.IPv4Address(dst) in ipaddress.IPv4Network(a.cidr, strict=False)]
         return (on_link or v4)[0].address if v4 else "0.0.0.0"
@@ -294,7 +333,7 @@ class World:
         home = self.vxlan_home(key, vx)
         peers = [e.dst for es in self.vxlan_fdb.get((key, vx.name), {}).values() for e in es if e.dst]
         for peer in [*peers, info.group or ""]:
-            if _is_ipv4(peer) and (src := self.source_ip(home, peer)) != "0.0.0.0":
+            if _is_ip(peer) and (src := self.source_ip(home, peer)) not in ("0.0.0.0", "::"):
                 return src
         up = [a.address for lk in self.places[home].ns.links if lk.up and lk.kind not in ("loopback", "bridge")
               and lk.vxlan is None for a in lk.addresses if ":" not in a.address and a.scope == "global"]  # fmt: skip
@@ -320,6 +359,14 @@ class World:
     def is_host_ns(self, key: str) -> bool:
         place = self.places[key]
         return self.labels.host_netns.get(place.host) == place.label
+
+
+def _is_ip(word: str) -> bool:
+    try:
+        ipaddress.ip_address(word)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_ipv4(word: str) -> bool:

@@ -4,11 +4,15 @@
 
 Builds the overlay-static lab (the field notes' overlay) under the name
 ``vxshot`` in a scratch state directory, renders ``vxray snapshot`` of host yy3
-before and after the notes' static FDB/ARP fix as SVG, then the app's main
+before and after the notes' static FDB/ARP fix as SVG and ``vxray graph`` of the
+lab with the trace of vm33 -> vm3 marked (through Graphviz), then the app's main
 screens (links, FDB, the trace of vm33 -> vm3 stopping and, after the fix
-the trace suggests, delivering; the doctor), saves the lab as a view file
+the trace suggests, delivering; the kernel changes the fix made; a capture of
+the ping on the sandbox's vxlan1; the doctor), saves the lab as a view file
 (``tests/fixtures/overlay-static.view.json``, which the app's snapshot tests
 render; only when missing, so the baselines stay valid), and removes the lab.
+Then the overlay-nft-broken lab: the Firewall view and the trace stopped by a
+native nftables rule.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
+import subprocess
 import sys
 import tempfile
 
@@ -74,6 +79,22 @@ async def app_screens(view_path: str) -> None:
         app.action_show_tab("Trace")
         await pilot.pause(0.2)
         save(app, "app-trace-delivered")
+        app.action_show_tab("Changes")  # what the fix wrote, as the netlink monitor saw it
+        while not app.query_one("#changes").row_count:
+            await pilot.pause(0.2)
+        await pilot.pause(0.5)
+        save(app, "app-changes")
+        sandbox = "vxlan1@prod@yy3"
+        pinger = subprocess.Popen(["ip", "netns", "exec", f"{NAME}.yy3-vm33", "ping", "-i", "0.2", "172.21.0.1"],
+                                  stdout=subprocess.DEVNULL)  # fmt: skip
+        try:
+            app.dispatch_line(f"capture {sandbox}")
+            await pilot.pause(3)
+            save(app, "app-capture")
+            await pilot.press("escape")
+        finally:
+            pinger.terminate()
+            pinger.wait()
         await pilot.resize_terminal(170, 40)  # wide: the steps beside the drawing, the path in green
         await pilot.pause(0.5)
         save(app, "app-trace-wide")
@@ -110,6 +131,26 @@ async def remote_screen(ctx: object) -> None:
         save(app, "app-remote")
 
 
+async def firewall_screens() -> None:
+    """The overlay-nft-broken lab: a native nftables table dropping the VXLAN port, and what the app shows of it."""
+    from tui.app import VxrayApp
+    from tui.context import Invocation
+    from tui.source import live
+
+    app = VxrayApp(live(Invocation()), live=False)
+    async with app.run_test(size=APP_SIZE) as pilot:
+        while app.snapshot is None:
+            await pilot.pause(0.1)
+        app.action_show_tab("Firewall")
+        await pilot.pause(0.5)
+        save(app, "app-firewall")
+        app.dispatch_line("trace vm33 vm3")
+        while not app.last_trace:
+            await pilot.pause(0.2)
+        await pilot.pause(0.3)
+        save(app, "app-trace-nft")
+
+
 def save(app: object, name: str) -> None:
     path = app.save_screenshot(f"{name}.svg", os.path.join(ROOT, "screenshots"))  # type: ignore[attr-defined]
     print("wrote", os.path.relpath(path, ROOT))
@@ -128,12 +169,22 @@ def main() -> None:
             path = os.path.join(ROOT, "screenshots", f"snapshot-yy3-{stage}.svg")
             render(lines, f"vxray snapshot — host yy3, {stage}", path)
             print("wrote", os.path.relpath(path, ROOT))
+            if stage == "as-built":
+                graph = os.path.join(ROOT, "screenshots", "graph-overlay-static.svg")
+                vxray(["graph", "--format", "svg", "--trace", "vm33", "vm3", "-o", graph])
+                print("wrote", os.path.relpath(graph, ROOT))
     finally:
         runner.down(NAME)
     ctx = runner.up(spec, text)
     try:
         asyncio.run(remote_screen(ctx))
         asyncio.run(app_screens(os.path.join(ROOT, "tests", "fixtures", "overlay-static.view.json")))
+    finally:
+        runner.down(NAME)
+    spec, text = runner.load("overlay-nft-broken", NAME)
+    runner.up(spec, text)
+    try:
+        asyncio.run(firewall_screens())
     finally:
         runner.down(NAME)
 

@@ -139,6 +139,7 @@ ACCURACY = [0, 0]  # trace verdicts agreeing with real pings, cases tried (tests
 LIVE = [0, 0]  # traces whose every watchable step a live probe confirmed, cases tried
 DOCKER = [0, 0]  # traces on real Docker Engines agreeing with real pings, cases tried (tests/test_docker_labs.py)
 DOCTOR = [0, 0]  # faults injected into Docker's state that the doctor named first, faults tried
+ETCD_FAULTS = dict.fromkeys(("tried", "completed", "rolled back", "duplicates", "leftovers"), 0)  # etcd faults
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -148,3 +149,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                                   ("on real Docker Engines, faults the doctor names first", DOCTOR)):  # fmt: skip
         if tried:
             terminalreporter.write_line(f"trace accuracy, {what}: {agreed}/{tried} ({100 * agreed / tried:.1f}%)")
+    if ETCD_FAULTS["tried"]:  # tests/test_store_etcd_faults.py: a real etcd cluster, members killed and cut off
+        f = ETCD_FAULTS
+        terminalreporter.write_line(f"etcd faults: operations tried {f['tried']}, completed {f['completed']}, rolled "
+                                    f"back {f['rolled back']}, duplicates found {f['duplicates']}, leftovers "
+                                    f"{f['leftovers']}")  # fmt: skip

@@ -24,6 +24,7 @@ SWARM_ALL = "vm3>vm33 vm3>vm4 vm33>vm3 vm33>vm4 vm4>vm3 vm4>vm33"  # real Docker
 SWARM_LOST_VM3_VM33 = "vm3>vm4 vm33>vm4 vm4>vm3 vm4>vm33"
 EXPECTED: dict[str, tuple[str, str | None]] = {
     "overlay-static": ("", "vm3>vm33 vm33>vm3"),
+    "overlay-dualstack": ("", "vm3>vm33 vm33>vm3"),  # and ping -6 the same (tests/test_dualstack.py)
     "docker-modes": ("c1>web1 web1>c1 joined>c1 joined>web1", None),
     "bridge-isolation": ("", "a>b b>a"),
     "macvlan-vlan": ("a1>a2 a2>a1 b1>b2 b2>b1", None),
@@ -37,6 +38,7 @@ EXPECTED: dict[str, tuple[str, str | None]] = {
     "overlay-vni-broken": OVERLAY_BROKEN,
     "overlay-mtu-broken": OVERLAY_BROKEN,
     "overlay-firewall-broken": OVERLAY_BROKEN,
+    "overlay-nft-broken": (OVERLAY_BROKEN[0], OVERLAY_BROKEN[1] + " web1>web2 web2>web1"),
     # real Docker Engines (skipped without docker.io)
     "docker-swarm": (SWARM_ALL, None),
     "docker-bridge": ("a1>c1 b1>c1 c1>a1 c1>b1 m1>m2 m2>m1", None),

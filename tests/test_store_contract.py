@@ -1,8 +1,12 @@
-"""One contract, both stores: the embedded SQLite file and consul (via its KV API stand-in)."""
+"""One contract, every store: the embedded SQLite file, consul (via its KV API stand-in) and etcd (a real
+three-member cluster in the test's namespaces, ``tests/etcd_cluster.py``; the test runs with its thread inside
+the cluster's client namespace, and so do the threads it starts)."""
 
 from __future__ import annotations
 
 import ipaddress
+import itertools
+import os
 import re
 import socket
 from collections.abc import Iterator
@@ -11,18 +15,39 @@ from pathlib import Path
 
 import pytest
 from consul_standin import ConsulStandin
+from etcd_cluster import EtcdCluster, have_etcd
 
+from backend import nsenter
 from backend.errors import VxrayError
 from backend.records import HostRecord, NetworkRecord
 from backend.store.registry import Registry, open_store
 
+from conftest import Lab
+
 TOKEN = "s3cr3t-acl-token"
+_prefixes = itertools.count()
 
 
-@pytest.fixture(params=["embedded", "consul"])
+@pytest.fixture(scope="module")
+def etcd() -> Iterator[EtcdCluster]:
+    """One real cluster for the module; every test keeps to a key prefix of its own."""
+    if os.geteuid() != 0 or not have_etcd():
+        pytest.skip("needs root and /usr/bin/etcd")
+    lab = Lab()
+    try:
+        yield EtcdCluster(lab).start()
+    finally:
+        lab.close()
+
+
+@pytest.fixture(params=["embedded", "consul", "etcd"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "embedded":
         yield f"file://{tmp_path}/store.db"
+    elif request.param == "etcd":
+        cluster = request.getfixturevalue("etcd")
+        with nsenter.named(cluster.ul):
+            yield cluster.url(f"t{next(_prefixes)}")
     else:
         standin = ConsulStandin(token=TOKEN).start()
         try:
@@ -144,3 +169,23 @@ def test_unreachable_consul_is_a_clear_error() -> None:
     reg = open_store(f"consul://127.0.0.1:{port}", token=None)
     with pytest.raises(VxrayError, match=rf"store consul://127.0.0.1:{port} unreachable"):
         reg.network("prod")
+
+
+def test_the_loser_of_a_name_race_rolls_back_without_touching_the_winners_claims(store_url: str) -> None:
+    """Two hosts create network prod at once: both pass the "exists?" check; the loser fails at its first claim,
+    so nothing of the winner's (released by name) is released by the loser."""
+    winner, loser = open_store(store_url, token=TOKEN), open_store(store_url, token=TOKEN)
+    try:
+        net = _net("prod", "10.9.0.0/24")
+        winner.claim_subnet(ipaddress.IPv4Network(net.subnet), "prod", "overlay")
+        winner.claim_ip(net, "gateway", "10.9.0.254")
+        with pytest.raises(VxrayError, match="network prod already exists"):
+            loser.claim_subnet(ipaddress.IPv4Network("10.10.0.0/24"), "prod", "overlay")
+        assert winner.kv.get("alloc/ip/prod/10.9.0.254")[0] == b"gateway"
+        with pytest.raises(VxrayError, match=re.escape("overlaps 10.9.0.0/24 of network prod")):
+            loser.claim_subnet(ipaddress.IPv4Network("10.9.0.0/25"), "other", "overlay")
+        winner.release_subnet("prod")  # `network rm`: the name is free again
+        loser.claim_subnet(ipaddress.IPv4Network("10.10.0.0/24"), "prod", "overlay")
+    finally:
+        winner.close()
+        loser.close()

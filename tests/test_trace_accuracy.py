@@ -49,6 +49,26 @@ FAULTS: list[tuple[str, FaultSpec, int | None]] = [
     (SWARM, FaultSpec("forward-drop", host="r1"), None),
     (SWARM, FaultSpec("udp-drop", host="node1"), None),
     (SWARM, FaultSpec("stale-fdb", host="node2", network="ov", container="web1", dst="192.168.1.99"), None),
+    # native nftables, written with `nft`: all five families, a drop before and one after iptables' filter,
+    # ct state on the reply (and VXLAN's outer packets, new flows both ways, which it lets through)
+    (OVERLAY, FaultSpec("nft-udp-drop", host="yy2", family="inet"), None),
+    (OVERLAY, FaultSpec("nft-ingress-drop", host="yy3", family="netdev"), None),
+    (OVERLAY, FaultSpec("nft-bridge-drop", host="yy3", network="prod", family="bridge"), None),
+    (FLANNEL, FaultSpec("nft-forward-drop", host="node1", family="inet", priority=-10), None),
+    (FLANNEL, FaultSpec("nft-forward-drop", host="node1", family="ip6"), None),
+    (FLANNEL, FaultSpec("nft-udp-drop", host="node2", family="ip", port=8472), None),
+    (FLANNEL, FaultSpec("nft-reply-drop", host="node2", family="inet"), None),
+    (FLANNEL, FaultSpec("nft-bridge-drop", host="node1", family="bridge"), None),
+    (SWARM, FaultSpec("nft-forward-drop", host="r1", family="ip", priority=10), None),
+    (SWARM, FaultSpec("nft-reply-drop", host="r1", family="ip"), None),
+]
+# faults on the dual-stack overlay, its static entries in place: every pair is pinged with ping and ping -6
+DUAL = "overlay-dualstack"
+DUAL_FAULTS: list[tuple[FaultSpec, int | None]] = [
+    (FaultSpec("nft-bridge-drop", host="yy3", network="prod", family="bridge"), None),  # IPv4 only: IPv6 passes
+    (FaultSpec("nft-udp-drop", host="yy2", family="inet"), None),  # the IPv4 underlay: both stacks lost
+    (FaultSpec("mtu", host="yy2", mtu=1400), 1380),  # IPv6: "packet too big" from vxlan1, IPv4: DF
+    (FaultSpec("udp-drop", host="yy3"), None),  # iptables drops VXLAN: both stacks lost
 ]
 # no 802.1Q in every kernel; Docker's labs have their own matrix (tests/test_docker_labs.py)
 SCENARIOS = [n for n in runner.builtin_names()
@@ -71,7 +91,9 @@ def _agreement(name: str, size: int | None) -> list[str]:
     ctx = runner.context(name)
     snap, labels = observe(ctx, f"{name}.ul")
     world = World([snap], labels)
-    pairs = runner.targets(ctx)
+    # every ordered pair over IPv4, and (a dual-stack lab) over IPv6 too: (a, b, "" or " over IPv6")
+    pairs = {(a, b, ""): p for (a, b), p in runner.targets(ctx).items()}
+    pairs |= {(a, b, " over IPv6"): p for (a, b), p in runner.targets6(ctx).items()}
     predicted = {pair: trace(world, netns, ip, size=size, df=size is not None) for pair, (netns, ip) in pairs.items()}
     want = Desired(tuple(ctx.store.hosts()), tuple(ctx.store.networks()), tuple(ctx.store.endpoints()))
     fixes = [s.fix for t in predicted.values() for s in t.steps if s.fix]
@@ -79,19 +101,20 @@ def _agreement(name: str, size: int | None) -> list[str]:
     with ThreadPoolExecutor(max_workers=16) as pool:
         live = dict(zip(pairs, pool.map(lambda p: _live(predicted[p], f"{name}.ul", *pairs[p], size), pairs),
                         strict=True))  # fmt: skip
-    real = runner.reachability(ctx, size)
+    real = {"": runner.reachability(ctx, size), " over IPv6": runner.reachability6(ctx, size)}
     wrong = [f"a fix holds {placeholders(f)}: {f}" for f in fixes if placeholders(f)]
-    for (a, b), t in predicted.items():
-        ACCURACY[0] += t.delivered == real[a][b]
+    for (a, b, v6), t in predicted.items():
+        pinged = real[v6][a][b]
+        ACCURACY[0] += t.delivered == pinged
         ACCURACY[1] += 1
-        LIVE[0] += live[a, b] is None
+        LIVE[0] += live[a, b, v6] is None
         LIVE[1] += 1
-        if t.delivered != real[a][b]:
+        if t.delivered != pinged:
             why = t.steps[t.failed_step].decision if t.failed_step is not None else "delivered"
-            wrong.append(f"{a} -> {b}: trace says {why!r}, ping says {'ok' if real[a][b] else 'lost'}")
-        if live[a, b] is not None:
-            step = t.steps[live[a, b]]
-            wrong.append(f"{a} -> {b}: live probe disagrees at step {live[a, b] + 1} ({step.host} {step.dev} "
+            wrong.append(f"{a} -> {b}{v6}: trace says {why!r}, ping says {'ok' if pinged else 'lost'}")
+        if live[a, b, v6] is not None:
+            step = t.steps[live[a, b, v6]]
+            wrong.append(f"{a} -> {b}{v6}: live probe disagrees at step {live[a, b, v6] + 1} ({step.host} {step.dev} "
                          f"{step.table}: {step.decision})")  # fmt: skip
     return wrong
 
@@ -121,12 +144,30 @@ def test_trace_verdicts_agree_with_pings_before_and_after_the_fix(scenario: str,
     assert wrong == []
 
 
-@pytest.mark.parametrize(("base", "fault", "size"), FAULTS, ids=[f"{b}+{f.kind}@{f.host}" for b, f, _ in FAULTS])
+def _fault_id(base: str, fault: FaultSpec) -> str:
+    return f"{base}+{fault.kind}{'.' + fault.family if fault.family else ''}@{fault.host}"
+
+
+@pytest.mark.parametrize(("base", "fault", "size"), FAULTS, ids=[_fault_id(b, f) for b, f, _ in FAULTS])
 def test_trace_verdicts_agree_with_pings_for_each_injectable_fault(
     base: str, fault: FaultSpec, size: int | None, lab: Lab, home: Path
 ) -> None:
     healthy = replace(runner.load(base)[0], faults=(), solution=(), size=size)
     spec = _up(replace(healthy, faults=(fault,)), f"{lab.prefix}f")
+    wrong = _agreement(spec.name, size)
+    runner.down(spec.name)
+    assert wrong == []
+
+
+@pytest.mark.parametrize(("fault", "size"), DUAL_FAULTS, ids=[_fault_id(DUAL, f) for f, _ in DUAL_FAULTS])
+def test_dual_stack_verdicts_agree_with_ping_and_ping6_for_each_fault(
+    fault: FaultSpec, size: int | None, lab: Lab, home: Path
+) -> None:
+    spec = _up(replace(runner.load(DUAL)[0], faults=(fault,), size=size), f"{lab.prefix}d")
+    for line in spec.solution:
+        assert main(shlex.split(line)) == 0, line
+    ctx = runner.context(spec.name)
+    assert runner.targets6(ctx), "the dual-stack lab has IPv6 pairs"
     wrong = _agreement(spec.name, size)
     runner.down(spec.name)
     assert wrong == []

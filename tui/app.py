@@ -30,6 +30,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Container, Horizontal, ScrollableContainer, Vertical
+from textual.coordinate import Coordinate
 from textual.screen import ModalScreen, Screen
 from textual.suggester import Suggester
 from textual.widgets import (
@@ -47,22 +48,29 @@ from textual.widgets import (
     TabPane,
     Tree,
 )
-from textual.widgets.data_table import ColumnKey
+from textual.widgets.data_table import ColumnKey, RowKey
 from textual.widgets.tree import TreeNode
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from backend.errors import VxrayError, one_line
 from backend.model import HostSnapshot, Labels
 from backend.shellwords import shell_line
+from diagnostics.devices import resolve, target
+from diagnostics.diff import Change
+from diagnostics.diff import diff as compare_snapshots
 from diagnostics.doctor import Finding, doctor
+from diagnostics.graph import build as build_graph
 from diagnostics.trace import Trace, trace
 from diagnostics.world import World
 from tui import dispatch
+from tui.capture import local_point, split_words
+from tui.capture_view import CaptureScreen
 from tui.commands import endpoint
 from tui.completer import VxrayCompleter
 from tui.context import desired, inventory_desired
 from tui.drawing import Line, draw, on_path
-from tui.messages import CommandFinished, DoctorFound, SnapshotCollected, TraceComputed
+from tui.evidence import change_cells
+from tui.messages import CommandFinished, DoctorFound, KernelChanged, SnapshotCollected, TraceComputed
 from tui.output import names
 from tui.registry import asks, offered
 from tui.show import TABLES, VIEW_OF
@@ -76,6 +84,7 @@ from tui.vocabulary import Vocabulary, build, from_machines
 HIGHLIGHT_SECONDS = 2.0
 MAX_ROWS = 500  # a table shows this many matching rows; filtering searches them all
 PALETTE_TRACES = 200  # "Trace A -> B" entries offered in the command palette
+MAX_CHANGES = 5000  # kernel changes kept for the Changes view, newest first
 
 
 def paint(lines: list[Line], path: set[str] | None = None, failed: str = "") -> Text:
@@ -136,7 +145,9 @@ ACTIONS: tuple[tuple[str, str, tuple[str, ...], str, str], ...] = (
     ("slash", "filter", (), "Filter", "keep the rows matching what you type (all rows are searched; 500 shown)"),
     ("t", "show_tab", ("Trace",), "Trace", "pick a source and a destination: the packet hop by hop"),
     ("d", "show_tab", ("Doctor",), "Doctor", "every host checked: findings, most likely first, with fixes"),
+    ("k", "show_tab", ("Changes",), "Changes", "what the kernel changed since the app started, newest first"),
     ("f", "apply_fix", (), "Apply fix", "run the fix the trace suggests (asks first), then trace again"),
+    ("c", "capture", (), "Capture", "packets on the link, port, veth or trace step under the cursor (w save, o open)"),
     ("r", "refresh", (), "Refresh", "read every host again (the app also follows the kernel by itself)"),
     ("question_mark", "help", (), "Help", "what the keys do"),
     ("q", "quit", (), "Quit", "leave the app"),
@@ -188,6 +199,7 @@ class VxrayApp(App[None]):
         self.last_trace: tuple[str, str, Trace] | None = None
         self.vocabulary = Vocabulary()
         self.sorted: dict[str, ColumnKey | None] = {}  # table -> the column it is sorted by
+        self.row_keys: dict[str, dict[RowKey, str]] = {}  # view -> the table's row -> its key in tui.tables
         self.findings: list[Finding] = []
         self.badges: list[tuple[str, bool]] = []  # hosts listed, and whether each is offline
         start = time.perf_counter()  # read before the UI starts: a thread competing with its start is slower
@@ -197,6 +209,7 @@ class VxrayApp(App[None]):
         )
         self.one_command = threading.Lock()  # a command's output is captured whole: one at a time
         self.ends: list[str] = []  # what the trace's pickers offer
+        self.kernel_changes: list[tuple[float, Change]] = []  # (when, what), newest first
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -228,6 +241,8 @@ class VxrayApp(App[None]):
                     with TabPane("Doctor", id="tab-Doctor"):
                         yield DataTable(id="doctor", cursor_type="row")
                         yield Static("", id="evidence")
+                    with TabPane("Changes", id="tab-Changes"):
+                        yield DataTable(id="changes", cursor_type="row", zebra_stripes=True)
         yield RichLog(id="log", max_lines=500, wrap=True)
         yield Input(
             placeholder=": a vxray command — network ls, fdb sync prod, trace vm33 vm3, doctor",
@@ -245,6 +260,7 @@ class VxrayApp(App[None]):
         self.sub_title = self.source.name
         self.query_one("#trace", DataTable).add_columns("#", "dir", "host", "namespace", "table", "entry", "decision")
         self.query_one("#doctor", DataTable).add_columns("likelihood", "host", "finding")
+        self.query_one("#changes", DataTable).add_columns("time", "host", "namespace", "", "kind", "object", "what")
         self.query_one("#filter").display = False
         if self.first is not None:  # the kernel is watched once this first snapshot is on screen
             self.post_message(self.first)
@@ -278,10 +294,15 @@ class VxrayApp(App[None]):
                 time.sleep(0.005)  # let a burst of changes finish, then read once
                 changed |= monitor.wait(0)
                 start = time.perf_counter()
-                snap, labels = self.source.read(last or self.snapshot, changed)  # only what changed, read whole
+                before = last or self.snapshot
+                snap, labels = self.source.read(before, changed)  # only what changed, read whole
                 last = snap
                 seconds = time.perf_counter() - start
                 self.post_message(SnapshotCollected(snap, labels, seconds, self.vocabulary_of(snap, labels)))
+                if before is not None:  # after the new state is on its way to the screen: what changed, for the log
+                    found = compare_snapshots(before, snap, labels, changed)
+                    if found:
+                        self.post_message(KernelChanged(found, time.time()))
                 if {ns.name for ns in snap.namespaces} != set(monitor.socks.values()):
                     fresh = Monitor(self.source.scope())  # a new container's namespace is watched too; the old
                     monitor.close()  # sockets stayed open until now, so a change meanwhile re-arms the next wait
@@ -419,6 +440,13 @@ class VxrayApp(App[None]):
             return
         self.render_trace(event.src, event.dst, event.result)
 
+    @on(KernelChanged)
+    def _changed(self, event: KernelChanged) -> None:
+        self.kernel_changes[:0] = [(event.at, c) for c in event.changes]
+        del self.kernel_changes[MAX_CHANGES:]
+        if self.is_running and self.query("#views") and self.active_view() == "Changes":
+            self.render_changes()
+
     @on(DoctorFound)
     def _diagnosed(self, event: DoctorFound) -> None:
         if not self.is_running:
@@ -505,6 +533,8 @@ class VxrayApp(App[None]):
         for view in views or [self.active_view()]:
             if view == "Topology":
                 self.render_topology()
+            if view == "Changes":
+                self.render_changes()
             if view not in VIEWS:
                 continue
             table = self.query_one(f"#table-{view}", DataTable)
@@ -517,14 +547,25 @@ class VxrayApp(App[None]):
             self.seen[view] = (known or set()) | keys
             shown = sorted(found, key=lambda r: -self.fresh.get(r[0], 0))[:MAX_ROWS]  # new rows first
             table.clear()
-            table.add_rows(
+            added = table.add_rows(
                 (tuple(Text(c, style="bold reverse") for c in cells) if now - self.fresh.get(key, 0) < HIGHLIGHT_SECONDS
                  else cells for key, cells in shown)
             )  # fmt: skip
+            self.row_keys[view] = dict(zip(added, (key for key, _ in shown), strict=True))  # sorting keeps them
             more = f" — the first {MAX_ROWS} shown, `/` narrows them" if len(found) > MAX_ROWS else ""
             self.query_one("#status", Static).update(f"{view} of {self.host}: {len(found)} rows{more}")
         if any(now - t < HIGHLIGHT_SECONDS for t in self.fresh.values()):
             self.set_timer(HIGHLIGHT_SECONDS, self.render_tables)
+
+    def render_changes(self) -> None:
+        """The kernel changes seen since start, newest first (all hosts: a timeline), filtered by ``/``."""
+        found = [change_cells(at, c) for at, c in self.kernel_changes]
+        found = [cells for cells in found if not self.text or any(self.text in cell for cell in cells)]
+        table = self.query_one("#changes", DataTable)
+        table.clear()
+        table.add_rows(found[:MAX_ROWS])
+        watched = "the netlink monitor" if self.live and self.source.follow is None else "nothing: not watched here"
+        self.query_one("#status", Static).update(f"Changes since start ({watched}): {len(found)}, newest first")
 
     @on(TabbedContent.TabActivated, "#views")
     def _tab(self, event: TabbedContent.TabActivated) -> None:
@@ -532,8 +573,9 @@ class VxrayApp(App[None]):
 
     def render_topology(self) -> None:
         assert self.snapshot is not None
-        path, failed = on_path(self.last_trace[2]) if self.last_trace else (set(), "")
-        self.query_one("#drawing", Static).update(paint(draw(self.snapshot, self.labels), path, failed))
+        graph = build_graph(self.snapshot, self.labels, self.world)
+        path, failed = on_path(graph, self.last_trace[2]) if self.last_trace else (set(), "")
+        self.query_one("#drawing", Static).update(paint(draw(graph), path, failed))
         widget = self.query_one("#topology", Tree)
         widget.clear()
         widget.root.expand()
@@ -545,7 +587,7 @@ class VxrayApp(App[None]):
             if not node.children:
                 child.allow_expand = False
 
-        for host in topology_tree(self.snapshot, self.labels):
+        for host in topology_tree(graph):
             add(widget.root, host)
 
     @on(Tree.NodeSelected, "#topology")
@@ -582,6 +624,8 @@ class VxrayApp(App[None]):
             self.action_show_tab("Trace")
         elif words == ["doctor"]:
             self.action_show_tab("Doctor")
+        elif words[0] == "capture":
+            self.capture_line(words[1:])
         elif words[0] == "show":
             self.show_view(words[1:])
         elif words[0] not in offered("line"):
@@ -609,8 +653,8 @@ class VxrayApp(App[None]):
 
     def show_view(self, words: list[str]) -> None:
         """``show fdb dev vxlan1``: the view, filtered by what follows (a device, a namespace or any text)."""
-        view = next((v for v in [*VIEWS, "Topology", "Trace", "Doctor"] if words and VIEW_OF.get(words[0], words[0])
-                     .lower() == v.lower()), None)  # fmt: skip
+        view = next((v for v in [*VIEWS, "Topology", "Trace", "Doctor", "Changes"]
+                     if words and VIEW_OF.get(words[0], words[0]).lower() == v.lower()), None)  # fmt: skip
         if view is None:
             self.log_line(f"vxray: show what? one of {', '.join(TABLES)}", error=True)
             return
@@ -639,9 +683,10 @@ class VxrayApp(App[None]):
             style = "" if s.ok else "bold white on red"
             cells = (str(i), s.direction, s.host, called.get(s.netns, s.netns), s.table, s.entry, s.decision)
             table.add_row(*(Text(c, style=style) for c in cells))
-        path, failed = on_path(result)
         assert self.snapshot is not None
-        self.query_one("#trace-drawing", Static).update(paint(draw(self.snapshot, self.labels), path, failed))
+        graph = build_graph(self.snapshot, self.labels, self.world)
+        path, failed = on_path(graph, result)
+        self.query_one("#trace-drawing", Static).update(paint(draw(graph), path, failed))
         verdict = self.query_one("#verdict", Static)
         if result.delivered:
             verdict.update(f"{src} -> {dst}: DELIVERED, the packet and its reply get through")
@@ -668,7 +713,7 @@ class VxrayApp(App[None]):
                 method = getattr(self, f"action_{action}")
                 yield SystemCommand(title, f"{text[:1].upper()}{text[1:]} ({KEY_NAMES.get(key, key)})",
                                     partial(method, *arguments))  # fmt: skip
-        for view in ["Topology", *VIEWS]:
+        for view in ["Topology", *VIEWS, "Changes"]:
             yield SystemCommand(f"Show {view}", f"Open the {view} view", partial(self.action_show_tab, view))
         for word, text in offered("line").items():
             if word != "show":
@@ -703,6 +748,54 @@ class VxrayApp(App[None]):
         self.query_one("#views", TabbedContent).active = f"tab-{view}"
         if view == "Doctor":
             self.show_doctor()
+
+    def action_capture(self) -> None:
+        """A capture panel on the device under the cursor (this machine's: the agents of --host machines stream to
+        ``vxray capture --host``, not to the app)."""
+        found = self.device_under_cursor()
+        if found is None or self.world is None:
+            self.log_line("c captures on a link, bridge port, veth end or trace step: put the cursor on one")
+            return
+        if self.source.scope is None:
+            self.log_line("the app captures this machine's devices; for --host machines: vxray capture --host …")
+            return
+        t = target(self.world, *found)
+        self.push_screen(CaptureScreen([t], [local_point(self.world, t)]))
+
+    def capture_line(self, words: list[str]) -> None:
+        """``:capture DEV… [FILTER]``: the capture panel on those devices (-w, -c and --seconds are bash's)."""
+        try:
+            args = dispatch.parse(["capture", *words])
+            specs, expression = split_words(args.words)
+            if self.world is None or self.source.scope is None or args.capture_hosts:
+                raise VxrayError("the app captures this machine's devices; for --host machines: vxray capture --host …")
+            targets = [resolve(self.world, spec) for spec in specs]
+        except VxrayError as exc:
+            self.log_line(f"vxray: {one_line(exc)}", error=True)
+            return
+        self.push_screen(CaptureScreen(targets, [local_point(self.world, t) for t in targets], expression))
+
+    def device_under_cursor(self) -> tuple[str, str] | None:
+        """(namespace key, device) of the row under the cursor: a row of Links, Bridges, Veths, VXLAN (keyed
+        ``<namespace id>/<ifindex>``) or a trace step that names a device."""
+        view = self.active_view()
+        if self.world is None:
+            return None
+        if view == "Trace" and self.last_trace is not None:
+            steps = self.last_trace[2].steps
+            row = self.query_one("#trace", DataTable).cursor_row
+            step = steps[row] if 0 <= row < len(steps) else None
+            place = self.world.find(step.netns) if step is not None and step.dev else None
+            return (place.key, step.dev) if place is not None and step is not None and step.dev else None
+        if view not in ("Links", "Bridges", "Veths", "VXLAN"):
+            return None
+        table = self.query_one(f"#table-{view}", DataTable)
+        if not table.row_count:
+            return None
+        row = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key
+        ns_id, _, index = self.row_keys.get(view, {}).get(row, "").rpartition("/")
+        lk = self.world.by_index.get((ns_id, int(index))) if index.isdigit() else None
+        return (ns_id, lk.name) if lk is not None else None
 
     def action_refresh(self) -> None:
         self.collect()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 from backend import codec
@@ -58,7 +59,7 @@ def lab(args: argparse.Namespace) -> int:
         runner.use(args.name)
         return emit(args, {"lab": args.name, "current": True}, f"lab {args.name} is current")
     if args.action == "ls":
-        names = runner.builtinnames() if args.builtin else runner.running()
+        names = runner.builtin_names() if args.builtin else runner.running()
         return emit(args, names, "\n".join(names) or "(none)")
     name = args.name or runner.current()
     if name is None:
@@ -71,12 +72,18 @@ def lab(args: argparse.Namespace) -> int:
         ctrs = list(info["reachability"])
         grid = [["from \\ to", *ctrs]] + [[a, *("." if a == b else ("ok" if info["reachability"][a].get(b) else "--")
                                                  for b in ctrs)] for a in ctrs]  # fmt: skip
-        width = max(len(c) for row in grid for c in row)
+        ctrs6 = sorted({c for row in info["reachability6"].values() for c in row} | set(info["reachability6"]))
+        grid6 = [["from \\ to", *ctrs6]] + [[a, *("." if a == b else {True: "ok", False: "--", None: "-"}[
+            info["reachability6"].get(a, {}).get(b)] for b in ctrs6)] for a in ctrs6]  # fmt: skip
+        v6 = ["subnets6"] if any(n["subnets6"] for n in info["networks"]) else []
+        width = max(len(c) for row in grid + grid6 for c in row)
         text = "\n".join([
             table(info["hosts"], ["name", "vtep", "netns"]), "",
-            table(info["networks"], ["name", "driver", "subnet", "gateway", "vni", "host"]), "",
-            table(info["containers"], ["name", "host", "mode", "networks"]), "",
+            table(info["networks"], ["name", "driver", "subnet", *v6, "gateway", "vni", "host"]), "",
+            table(info["containers"], ["name", "host", "mode", "networks", *(["networks6"] if v6 else [])]), "",
             *("  ".join(c.ljust(width) for c in row) for row in grid),
+            *(["", "ping -6:", *("  ".join(c.ljust(width) for c in row) for row in grid6)] if info["reachability6"]
+              else []),
         ])  # fmt: skip
         return emit(args, info, text)
     failing = runner.check(name)
@@ -103,7 +110,8 @@ def network(args: argparse.Namespace) -> int:
         return emit(args, rec, rec.id)
     if args.action == "ls":
         rows = networks.network_list(ctx)
-        return emit(args, rows, table(rows, ["name", "id", "driver", "subnet", "gateway", "vni", "host"]))
+        v6 = ["subnets6"] if any(r["subnets6"] for r in rows) else []
+        return emit(args, rows, table(rows, ["name", "id", "driver", "subnet", *v6, "gateway", "vni", "host"]))
     if args.action == "inspect":
         print(json.dumps(networks.inspect(ctx, args.name), indent=2))
         return 0
@@ -114,8 +122,9 @@ def network(args: argparse.Namespace) -> int:
         fixed = networks.repair(ctx, args.name, args.host)
         return emit(args, fixed, "\n".join(fixed))
     if args.action == "connect":
-        ep = containers.connect(ctx, args.network, args.container, args.ip, args.mac)
-        return emit(args, ep, f"{ep.container} {ep.ifname} {ep.ip} {ep.mac} on {ep.network}")
+        ep = containers.connect(ctx, args.network, args.container, args.ip, args.mac, args.ip6)
+        addresses = " ".join(a for a in (ep.ip, ep.ip6) if a)
+        return emit(args, ep, f"{ep.container} {ep.ifname} {addresses} {ep.mac} on {ep.network}")
     containers.disconnect(ctx, args.network, args.container)
     return emit(args, {"disconnected": args.container, "network": args.network}, "")
 
@@ -125,16 +134,18 @@ def container(args: argparse.Namespace) -> int:
 
     ctx = Invocation.of(args).context()
     if args.action == "run":
-        rec = containers.run(ctx, args.name, args.host, args.net, args.ip, args.mac, args.network_mode)
+        rec = containers.run(ctx, args.name, args.host, args.net, args.ip, args.mac, args.network_mode, args.ip6)
         return emit(args, containers.inspect(ctx, rec.name), rec.name)
     if args.action == "rm":
         containers.remove(ctx, args.name)
         return emit(args, {"removed": args.name}, args.name)
     if args.action == "ls":
         rows = containers.container_list(ctx)
-        return emit(args, rows, table(rows, ["name", "host", "mode", "netns", "networks"]))
+        v6 = ["networks6"] if any(r["networks6"] for r in rows) else []
+        return emit(args, rows, table(rows, ["name", "host", "mode", "netns", "networks", *v6]))
     info = containers.inspect(ctx, args.name)
-    nets = "\n".join(f"  {n}: {v['interface']} {v['ip']} {v['mac']}" for n, v in info["networks"].items())
+    nets = "\n".join(f"  {n}: {v['interface']} {' '.join(a for a in (v['ip'], v['ip6']) if a)} {v['mac']}"
+                     for n, v in info["networks"].items())  # fmt: skip
     return emit(args, info, f"{info['name']} on host {info['host']} netns {info['netns']} ({info['mode']})\n{nets}")
 
 
@@ -180,6 +191,20 @@ def host(args: argparse.Namespace) -> int:
     return emit(args, rows, table(rows, ["name", "vtep", "netns"]))
 
 
+def firewall(args: argparse.Namespace) -> int:
+    from backend.ops import firewall as nft
+
+    ctx = Invocation.of(args).context()
+    where = (args.family, args.table, args.chain)
+    if args.action == "delete":
+        if args.keyword != "handle":
+            raise UsageError(f"firewall delete: expected `handle N` after the chain, got {args.keyword!r}")
+        done = nft.delete(ctx, *where, args.handle, args.host, args.netns)
+    else:
+        done = nft.policy(ctx, *where, args.verdict, args.host, args.netns)
+    return emit(args, {"command": done}, done)
+
+
 def port(args: argparse.Namespace) -> int:
     from backend.ops import ports
 
@@ -187,13 +212,20 @@ def port(args: argparse.Namespace) -> int:
     return emit(args, p, f"{args.container} {p.host_port}->{p.port}/{p.proto}")
 
 
-def endpoint(ctx: Context, world: World, word: str, other: str | None = None) -> tuple[str, int | None]:
-    """A trace end: a container (its namespace, its address — on a network shared with ``other``), a
-    namespace, an IP, or HOST:PORT; (namespace label or IP, port)."""
+def endpoint(ctx: Context, world: World, word: str, other: str | None = None,
+             ip6: bool = False) -> tuple[str, int | None]:  # fmt: skip
+    """A trace end: a container (its namespace, its address — on a network shared with ``other``; ``ip6``: its
+    IPv6 one), a namespace, an IP (IPv6 too), or HOST:PORT; (namespace label or IP, port)."""
+    import ipaddress
+
     from backend import validate
     from backend.ops.containers import address_seen_from
 
     host, colon, port = word.rpartition(":")
+    try:
+        return ipaddress.ip_address(word).compressed, None  # an IPv6 address ends in ":digits" too
+    except ValueError:
+        pass
     if colon and port.isdigit():
         rec = ctx.store.host(host)
         return (rec.vtep if rec and rec.vtep else validate.ipv4(host)), validate.port(port)
@@ -203,6 +235,8 @@ def endpoint(ctx: Context, world: World, word: str, other: str | None = None) ->
             if rec.netns is None:
                 raise VxrayError(f"container {word} uses the host's network: trace from its host instead")
             return rec.netns, None
+        if ip6 and rec.netns is not None:  # the store's endpoints hold IPv4 addresses: the snapshot has the IPv6 one
+            return world.address_of(rec.netns, world.place_of(other), ip6=True), None
         ip = address_seen_from(ctx.store.endpoints(), word, other)
         if ip is None:
             raise VxrayError(f"container {word} has no address to trace to")
@@ -212,7 +246,7 @@ def endpoint(ctx: Context, world: World, word: str, other: str | None = None) ->
         if place is None:
             raise VxrayError(f"unknown container or namespace {word!r}")
         return place.label, None
-    return world.address_of(word, world.place_of(other)), None
+    return world.address_of(word, world.place_of(other), ip6), None
 
 
 def trace(args: argparse.Namespace) -> int:
@@ -224,9 +258,11 @@ def trace(args: argparse.Namespace) -> int:
         raise UsageError(f"invalid --size {args.size}: 0-65507 bytes of payload")
     ctx, world, real = Invocation.of(args).observed()
     src, _ = endpoint(ctx, world, args.src)
-    dst, port = endpoint(ctx, world, args.dst, args.src)
+    dst, port = endpoint(ctx, world, args.dst, args.src, args.ip6)
     proto = "tcp" if port and args.proto == "icmp" else args.proto
     t = simulate(world, src, dst, proto, args.dport or port, args.size, args.df)
+    if args.write and not args.live:
+        raise UsageError("trace -w writes the live probe's frames: add --live")
     if args.live:
         return _live(args, world, t, real, src, dst, proto, args.dport or port)
     if args.json:
@@ -245,9 +281,28 @@ def _live(args: argparse.Namespace, world: World, t: Trace, real: dict[str, str]
     from diagnostics.live import watch_points
 
     points = [(real.get(ns, ns), dev) for ns, dev in watch_points(t)]
-    seen = run(Probe(real.get(src, src), dst, proto, dport, args.size, args.df), points)
-    seen = {(next((k for k, v in real.items() if v == ns), ns), dev, d) for ns, dev, d in seen}
+    frames: list[tuple[str, str, int, bytes]] = []
+    seen = run(Probe(real.get(src, src), dst, proto, dport, args.size, args.df), points, frames=frames)
+    label = {v: k for k, v in real.items()}
+    seen = {(label.get(ns, ns), dev, d) for ns, dev, d in seen}
+    if args.write:
+        save_probe(args.write, world, watch_points(t), [(label.get(ns, ns), *rest) for ns, *rest in frames])
     return live_report(args, world, t, seen, proto)
+
+
+def save_probe(path: str, world: World, points: list[tuple[str, str]],
+               frames: list[tuple[str, str, int, bytes]]) -> None:  # fmt: skip
+    """``trace --live -w``: the probe's frames at every device the trace names, one interface per device
+    (``dev@namespace@host``, as ``vxray capture`` names them), in one pcapng file."""
+    from backend.pcapng import save
+    from diagnostics.devices import target
+
+    places = [(place, dev) for ns, dev in points if (place := world.find(ns)) is not None]
+    index = {(place.label, dev): i for i, (place, dev) in enumerate(places)}
+    named = [target(world, place.key, dev) for place, dev in places]
+    save(path, [(t.name, t.description) for t in named],
+         [(index[ns, dev], ts, data) for ns, dev, ts, data in frames if (ns, dev) in index])  # fmt: skip
+    print(f"the probe's {len(frames)} frames at {len(points)} devices written to {path}", file=sys.stderr)
 
 
 def live_report(args: argparse.Namespace, world: World, t: Trace, seen: set[tuple[str, str, str]], proto: str) -> int:

@@ -30,8 +30,8 @@ OWN_POSITIONAL: dict[tuple[str, str | None], tuple[str, ...]] = {
 OPTION_VALUES = {"--host": "hosts", "--net": "networks", "--network": "networks", "--container": "containers",
                  "--netns": "namespaces", "--driver": "drivers", "-d": "drivers", "--network-mode": "modes",
                  "--proto": "protos"}  # fmt: skip
-SETTINGS = ["ip_forward=1", "ip_forward=0", "rp_filter=2", "forward_policy=ACCEPT", "forward_policy=DROP",
-            "udp.4789=accept", "udp.4789=drop", "mtu.eth0=1500"]  # fmt: skip
+SETTINGS = ["ip_forward=1", "ip_forward=0", "ip6_forward=1", "ip6_forward=0", "rp_filter=2", "forward_policy=ACCEPT",
+            "forward_policy=DROP", "udp.4789=accept", "udp.4789=drop", "mtu.eth0=1500"]  # fmt: skip
 
 
 def _subparsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -72,9 +72,12 @@ class Invocation:
 
 def wanted(store: Registry) -> Desired:
     """What a store says should exist: what the doctor compares the kernel with."""
+    from backend.ops.flannel import layout
     from diagnostics.doctor import Desired
 
-    return Desired(tuple(store.hosts()), tuple(store.networks()), tuple(store.endpoints()))
+    hosts, networks = store.hosts(), store.networks()
+    flannel = tuple(layout(n, hosts) for n in networks if n.driver == "flannel")  # flannel's etcd, when it has one
+    return Desired(tuple(hosts), tuple(networks), tuple(store.endpoints()), flannel)
 
 
 def desired(world: World, store: Registry | None) -> Desired:

@@ -1,8 +1,8 @@
 """The topology drawn in the terminal: a box per host, VXLAN tunnels as edges between them.
 
-Pure: a snapshot, the store's labels and (optionally) a trace in, lines of
-``Span``s out. Each span that stands for something carries a key — the label of
-the namespace it draws, or ``tunnel A B`` — so the app can colour a trace's path
+Pure: the topology's graph (``diagnostics.graph``, the model ``vxray graph`` exports
+too) and (optionally) a trace in, lines of ``Span``s out. Each span that stands for
+something carries a key — the label of the namespace it draws, or ``tunnel A B`` — so the app can colour a trace's path
 and make a click on a node jump to its rows. Boxes sit side by side; below them
 one lane per tunnel (host pair and VNI) joins the two boxes, with an arrow for
 each direction some FDB entry programs. A one-way arrow, or no lane at all, is
@@ -12,11 +12,9 @@ often the whole story of a cross-host ping failure.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import pairwise
 
-from backend.model import HostSnapshot, Labels, Link
+from diagnostics.graph import UNDERLAY, Graph, Node, endpoints, path
 from diagnostics.trace import Trace
-from tui.tables import hosts, vteps
 
 BOX_WIDTH = 38  # two hosts fit an 80-column terminal
 
@@ -44,85 +42,80 @@ class Tunnel:
         return f"tunnel {self.a} {self.b}"
 
 
-def _ipv4(lk: Link | None) -> str:
-    return " ".join(a.address for a in lk.addresses if a.scope != "link" and ":" not in a.address) if lk else ""
+def _ipv4(node: Node) -> str:
+    return " ".join(c.split("/")[0] for c in node.addresses if ":" not in c)
 
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _box(snap: HostSnapshot, labels: Labels, host: str, vtep: str) -> list[Line]:
+def _box(graph: Graph, host: Node) -> list[Line]:
     """The lines inside a host's box: each bridge with its ports, then what is on no bridge."""
-    alone = not labels.hosts  # no store: the machine is the one host, every namespace is its
-    mine = [ns for ns in snap.namespaces if alone or labels.hosts.get(ns.name) == host]
-    by_id = {ns.id: ns for ns in snap.namespaces}
-    root = labels.host_netns.get(host, "host" if alone else "")
-    body: list[Line] = [[Span(f"{host}" + (f"  VTEP {vtep}" if vtep else ""), root, "Namespaces")]]
-    if host in labels.offline:  # what it last sent (if anything) follows, but first why it is not live
-        body.append([Span(f"○ offline: {labels.offline[host]}", root, "Namespaces")])
+    root = host.netns
+    body: list[Line] = [[Span(f"{host.label}" + (f"  VTEP {host.vtep}" if host.vtep else ""), root, "Namespaces")]]
+    if host.offline:  # what it last sent (if anything) follows, but first why it is not live
+        body.append([Span(f"○ offline: {host.offline}", root, "Namespaces")])
     behind: set[str] = set()
+    mine = graph.inside(host.id, "namespace")
     for ns in mine:
-        where = labels.containers.get(ns.name) or (f"{labels.networks[ns.name]} sandbox"
-                                                    if ns.name in labels.networks else "")  # fmt: skip
-        for br, ports in ns.bridges().items():
+        where = ns.label if ns.role in ("container", "sandbox") else ""
+        for br in graph.inside(ns.id, "bridge"):
             head = f"{where}: " if where else ""
-            body.append([Span(f"{head}{br} {_ipv4(ns.link(br))}".rstrip(), ns.name, "Bridges")])
+            body.append([Span(f"{head}{br.name} {_ipv4(br)}".rstrip(), ns.netns, "Bridges")])
+            ports = [graph.node(e.a) for e in graph.touching(br.id, "port") if e.b == br.id]
             for i, port in enumerate(ports):
                 fork = "└" if i == len(ports) - 1 else "├"
-                if port.vxlan is not None:
-                    body.append([Span(f" {fork} "), Span(f"{port.name} VNI {port.vxlan.vni}", ns.name, "VXLAN")])
-                elif port.peer is not None and port.peer.netns in by_id:
-                    other = by_id[port.peer.netns]
-                    behind.add(other.name)
-                    who = labels.containers.get(other.name, other.name)
-                    addr = _ipv4(other.link(port.peer.ifname or ""))
-                    body.append([Span(f" {fork} {port.name} ─ "), Span(f"{who} {addr}".rstrip(), other.name, "Links")])
+                veth = graph.touching(port.id, "veth")
+                if port.kind == "vxlan":
+                    body.append([Span(f" {fork} "), Span(f"{port.name} VNI {port.vni}", ns.netns, "VXLAN")])
+                elif veth:
+                    other = graph.node(veth[0].b if veth[0].a == port.id else veth[0].a)
+                    where_else = graph.node(other.parent)
+                    behind.add(where_else.id)
+                    who = where_else.label if where_else.role == "container" else where_else.netns
+                    body.append([Span(f" {fork} {port.name} ─ "),
+                                 Span(f"{who} {_ipv4(other)}".rstrip(), where_else.netns, "Links")])  # fmt: skip
                 else:
-                    body.append([Span(f" {fork} {port.name} ({port.kind or 'device'})", ns.name, "Bridges")])
-        for lk in ns.links:
-            if lk.vxlan is not None and not lk.master:  # flannel.1: routed, not on a bridge
-                body.append([Span(f"{lk.name} VNI {lk.vxlan.vni} (routed)", ns.name, "VXLAN")])
+                    body.append([Span(f" {fork} {port.name} ({port.kind})", ns.netns, "Bridges")])
+        for vx in graph.inside(ns.id, "vxlan"):
+            if not graph.touching(vx.id, "port"):  # flannel.1: routed, not on a bridge
+                body.append([Span(f"{vx.name} VNI {vx.vni} (routed)", ns.netns, "VXLAN")])
     for ns in mine:  # containers on no bridge: host/none modes, macvlan
-        if ns.name in labels.containers and ns.name not in behind:
-            addr = " ".join(_ipv4(lk) for lk in ns.links if lk.name != "lo").strip() or "no address"
-            body.append([Span(f"{labels.containers[ns.name]} {addr}", ns.name, "Links")])
-    home = next((ns for ns in mine if ns.name == root), None)
+        if ns.role == "container" and ns.id not in behind:
+            addr = " ".join(_ipv4(d) for d in graph.inside(ns.id)).strip() or "no address"
+            body.append([Span(f"{ns.label} {addr}", ns.netns, "Links")])
+    home = next((ns for ns in mine if ns.netns == root), None)
     if len(body) == 1 and home is not None:  # a router, a bare machine: its interfaces are what there is
-        body += [[Span(f"{lk.name} {_ipv4(lk)}", root, "Links")] for lk in home.links if _ipv4(lk) and lk.name != "lo"]
+        body += [[Span(f"{d.name} {_ipv4(d)}", root, "Links")] for d in graph.inside(home.id) if _ipv4(d)]
     return body
 
 
-def tunnels(snap: HostSnapshot, labels: Labels, order: list[str],
-            owners: dict[str, str] | None = None) -> tuple[list[Tunnel], list[str]]:  # fmt: skip
-    """The host pairs some VXLAN FDB joins, and the remote VTEPs no known host owns (``owners``: the
-    hosts' VTEPs, when the caller has them already)."""
-    owners = vteps(snap, labels) if owners is None else owners
+def tunnels(graph: Graph, order: list[str]) -> tuple[list[Tunnel], list[str]]:
+    """The host pairs the graph's tunnels join, one lane per pair and VNI with an arrow per direction programmed,
+    and the remote VTEPs no known host owns."""
     edges: dict[tuple[str, str, int], set[str]] = {}
     strays: list[str] = []
-    for ns in snap.namespaces:
-        src = labels.hosts.get(ns.name, "")
-        for lk in ns.links:
-            if lk.vxlan is None or src not in order:
-                continue
-            for dst in sorted({e.dst for e in ns.fdb if e.device == lk.name and e.dst and e.dst != "0.0.0.0"}):
-                other = owners.get(dst, "")
-                if other not in order or other == src:
-                    strays.append(f"{src} {lk.name} → {dst} (no known host)")
-                    continue
-                a, b = sorted((src, other), key=order.index)
-                edges.setdefault((a, b, lk.vxlan.vni), set()).add(src)
+    for e in graph.edges:
+        if e.kind != "tunnel" or e.vni is None:
+            continue
+        src, other = endpoints(graph, e)
+        if src not in order:
+            continue
+        if other not in order or other == src:
+            strays.append(f"{src} {graph.node(e.a).name} → {e.b_end} (no known host)")
+            continue
+        a, b = sorted((src, other), key=order.index)
+        edges.setdefault((a, b, e.vni), set()).add(src)
     found = [Tunnel(a, b, vni, a in who, b in who) for (a, b, vni), who in sorted(edges.items(),
              key=lambda kv: (order.index(kv[0][0]), order.index(kv[0][1]), kv[0][2]))]  # fmt: skip
     return found, strays
 
 
-def draw(snap: HostSnapshot, labels: Labels) -> list[Line]:
+def draw(graph: Graph) -> list[Line]:
     """Host boxes side by side, then one lane per tunnel between the boxes it joins."""
-    order = [h for h in hosts(labels, snap) if h != "underlay"]
-    owners = vteps(snap, labels)  # derived once per drawing: without ``local`` it takes a World
-    local = {host: address for address, host in owners.items()}
-    boxes = [_box(snap, labels, h, local.get(h, "")) for h in order]
+    order = [h for h in graph.hosts() if h.label != UNDERLAY]
+    boxes = [_box(graph, h) for h in order]
     inner = BOX_WIDTH - 4
     height = max((len(b) for b in boxes), default=0)
     lines: list[Line] = [[] for _ in range(height + 2)]
@@ -140,11 +133,12 @@ def draw(snap: HostSnapshot, labels: Labels) -> list[Line]:
             lines[row] += [*gap, *spans, Span(" " * (inner - used) + " │")]
         lines[height] += [*gap, Span("└" + "─" * (BOX_WIDTH - 2) + "┘")]
     lines.pop()
-    found, strays = tunnels(snap, labels, order, owners)
-    centre = {h: i * (BOX_WIDTH + 2) + BOX_WIDTH // 2 for i, h in enumerate(order)}
+    names = [h.label for h in order]
+    found, strays = tunnels(graph, names)
+    centre = {h: i * (BOX_WIDTH + 2) + BOX_WIDTH // 2 for i, h in enumerate(names)}
     for n, t in enumerate(found):
         lines.append(_lane(t, centre, found[n + 1 :]))
-    if not found and any(lk.vxlan for ns in snap.namespaces for lk in ns.links):
+    if not found and any(n.kind == "vxlan" for n in graph.nodes):
         lines.append([Span("no tunnel: no VXLAN FDB entry names a remote VTEP")])
     lines += [[Span(s)] for s in strays]
     return lines
@@ -164,12 +158,13 @@ def _lane(t: Tunnel, centre: dict[str, int], below: list[Tunnel]) -> Line:
     return [Span(left), Span("●" + edge + "●", t.key, "FDB"), Span(right)]
 
 
-def on_path(result: Trace) -> tuple[set[str], str]:
-    """The keys a trace passes through, and the one where it stops ("" when it is delivered)."""
-    keys = {s.netns for s in result.steps}
-    vx = [s for s in result.steps if s.table.startswith("vxlan")]
-    for out, into in pairwise(vx):
-        if out.table == "vxlan fdb" and into.table == "vxlan" and out.host != into.host:
-            keys |= {f"tunnel {out.host} {into.host}", f"tunnel {into.host} {out.host}"}
-    failed = "" if result.failed_step is None else result.steps[result.failed_step].netns
-    return keys, failed
+def on_path(graph: Graph, result: Trace) -> tuple[set[str], str]:
+    """The keys a trace passes through (namespaces, tunnels both ways), and the one where it stops ("" when it
+    is delivered): the graph's path of the trace, in the drawing's keys."""
+    crossed = path(graph, result)
+    keys = {n.netns for n in graph.nodes if n.id in crossed.nodes and n.netns}
+    for e in graph.edges:
+        if e.id in crossed.edges and e.kind == "tunnel":
+            a, b = endpoints(graph, e)
+            keys |= {f"tunnel {a} {b}", f"tunnel {b} {a}"}
+    return keys, graph.node(crossed.failed).netns if crossed.failed else ""

@@ -50,8 +50,10 @@ def _network(sub: argparse._SubParsersAction) -> None:
     c = net.add_parser("create", help="a bridge, overlay or macvlan network")
     c.add_argument("name")
     c.add_argument("-d", "--driver", default="bridge", help="bridge (default), overlay or macvlan")
-    c.add_argument("--subnet", required=True, metavar="CIDR")
-    c.add_argument("--gateway", metavar="IP", help="default: the subnet's first address")
+    c.add_argument("--subnet", required=True, metavar="CIDR", action="append",
+                   help="one IPv4 subnet; repeat with IPv6 subnets for a dual-stack network")  # fmt: skip
+    c.add_argument("--gateway", metavar="IP", action="append",
+                   help="per subnet (repeatable); default: each subnet's first address")  # fmt: skip
     c.add_argument("-o", "--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="bridge_name=NAME (bridge); parent=DEV[.VLAN], macvlan_mode=MODE (macvlan)")  # fmt: skip
     c.add_argument("--vni", metavar="N", help="overlay VNI (default: the lowest free from 256)")
@@ -80,6 +82,7 @@ def _network(sub: argparse._SubParsersAction) -> None:
         p.add_argument("container")
         if verb == "connect":
             p.add_argument("--ip", metavar="IP")
+            p.add_argument("--ip6", metavar="IP6", help="dual-stack networks: default the first free")
             p.add_argument("--mac", metavar="MAC")
         _json(p)
 
@@ -91,6 +94,7 @@ def _container(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--host")
     r.add_argument("--net", metavar="NETWORK")
     r.add_argument("--ip", metavar="IP")
+    r.add_argument("--ip6", metavar="IP6", help="dual-stack networks: default the first free")
     r.add_argument("--mac", metavar="MAC")
     r.add_argument("--network-mode", default="bridge", metavar="MODE", help="bridge, host, none or container:NAME")
     _json(r)
@@ -157,6 +161,23 @@ def _hosts_and_ports(sub: argparse._SubParsersAction) -> None:
     _json(p)
 
 
+def _firewall(sub: argparse._SubParsersAction) -> None:
+    fw = _group(sub, "firewall", help="native nftables rules and policies that drop what iptables accepts")
+    d = fw.add_parser("delete", help="delete one rule: as nft delete rule FAMILY TABLE CHAIN handle N",
+                      description="firewall delete FAMILY TABLE CHAIN handle N [--host H] [--netns NS]")  # fmt: skip
+    p = fw.add_parser("policy", help="a base chain's policy: as nft chain FAMILY TABLE CHAIN '{ policy accept; }'",
+                      description="firewall policy FAMILY TABLE CHAIN accept|drop [--host H] [--netns NS]")  # fmt: skip
+    for parser, last in ((d, ("keyword", "handle")), (p, ("verdict",))):
+        parser.add_argument("family", help="ip, ip6, inet, arp, bridge or netdev")
+        parser.add_argument("table")
+        parser.add_argument("chain")
+        for name in last:
+            parser.add_argument(name, metavar={"keyword": "handle", "handle": "N"}.get(name, "accept|drop"))
+        parser.add_argument("--host")
+        parser.add_argument("--netns", metavar="NS", help="a container, a namespace of the host, or a netns name")
+        _json(parser)
+
+
 def _lab(sub: argparse._SubParsersAction) -> None:
     lab = _group(sub, "lab", help="multi-host labs built from namespaces on this machine")
     u = lab.add_parser("up", help="build a lab from a built-in scenario or a topology file; it becomes current")
@@ -197,9 +218,27 @@ def _diagnostics(sub: argparse._SubParsersAction) -> None:
         help="payload as ping -s (fragmented where the path is narrower, as ping does)",
     )
     t.add_argument("--df", action="store_true", help="don't fragment, as ping -M do")
+    t.add_argument("-6", dest="ip6", action="store_true", help="to DST's IPv6 address (a container's or namespace's), "
+                   "as ping -6; an IPv6 DST needs no -6")  # fmt: skip
     t.add_argument("--live", action="store_true", help="also send a real probe and show, per step, whether it "
                    "was seen there")  # fmt: skip
+    t.add_argument("-w", "--write", metavar="FILE.pcapng", help="with --live: the probe's frames at every step, "
+                   "one interface per device, into one pcapng file")  # fmt: skip
     _json(t)
+    cap = sub.add_parser(
+        "capture", help="packets from devices of any namespaces and machines, into one pcapng file or one line each",
+        description="capture DEV[@NAMESPACE[@HOST]] [DEV@NAMESPACE ...] [FILTER ...]: NAMESPACE a container, a "
+        "namespace or `host` (default); the first word is a device, further devices hold '@'; the other words (or "
+        "those after --) are a tcpdump filter. Ctrl-C ends it with the file whole.",
+    )  # fmt: skip
+    cap.add_argument("words", nargs="+", metavar="DEV[@NS]|FILTER")
+    cap.add_argument("--host", dest="capture_hosts", action="append", default=[], metavar="URL|NAME",
+                     help="a machine whose agent captures (as the global -H); repeatable")  # fmt: skip
+    cap.add_argument("-w", "--write", metavar="FILE.pcapng", help="write the frames to a pcapng file, one "
+                     "interface per device (dev@namespace@host)")  # fmt: skip
+    cap.add_argument("-c", "--count", type=int, metavar="N", help="stop after N packets")
+    cap.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
+    cap.add_argument("--snaplen", type=int, metavar="BYTES", help="bytes kept of each frame (default 262144)")
     sh = sub.add_parser(
         "shell", help="interactive shell: completion from live state, history, help; or a script",
         description="shell [FILE] [-c 'cmd; cmd']: without FILE or -c, and with a terminal, interactive; "
@@ -217,6 +256,25 @@ def _diagnostics(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("doctor", help="check every host against the store: findings, most likely first, with fixes",
                        description="Exit 0 when nothing likely to break traffic is found, 1 otherwise.")  # fmt: skip
     _json(d)
+    _evidence(sub)
+
+
+def _evidence(sub: argparse._SubParsersAction) -> None:
+    g = sub.add_parser("graph", help="the topology as Graphviz DOT, Mermaid, JSON or SVG (a trace's path marked)",
+                       description="graph [--format dot|mermaid|json|svg] [--trace SRC DST] [-o FILE]: hosts, "
+                       "namespaces, bridges and ports, veth pairs, VXLAN devices and the tunnels their FDB programs, "
+                       "the underlay and routers; svg through Graphviz's dot")  # fmt: skip
+    g.add_argument("--format", default="dot", metavar="FORMAT", help="dot (default), mermaid, json or svg")
+    g.add_argument("--trace", nargs=2, metavar=("SRC", "DST"), help="mark the path of a trace, its stop in red")
+    g.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    df = sub.add_parser("diff", help="what appeared, disappeared or changed between two snapshots, or since one",
+                        description="diff OLD [NEW]: snapshot files (`vxray snapshot --json`, a saved view); without "
+                        "NEW, OLD against this machine now (with snapshot's scope options), or with --host against "
+                        "those machines. Exit 0 when nothing changed, 1 when something did.")  # fmt: skip
+    df.add_argument("old", metavar="OLD")
+    df.add_argument("new", nargs="?", metavar="NEW")
+    _json(df)
+    _scope(df)
 
 
 def parser() -> Parser:
@@ -237,6 +295,10 @@ def parser() -> Parser:
     snap.add_argument("--load", metavar="FILE", help="read a saved JSON snapshot instead of the kernel")
     snap.add_argument("--limit", type=int, default=25, metavar="N", help="rows per table in the summary (0: all)")
     snap.add_argument("--all", action="store_true", help="also show kernel-made multicast FDB/neighbour/route entries")
+    snap.add_argument("--watch", action="store_true", help="keep a dated snapshot file in -w DIR each time the state "
+                      "changed (counters alone do not count), until Ctrl-C; `vxray diff` compares two")  # fmt: skip
+    snap.add_argument("--every", type=float, default=5.0, metavar="S", help="--watch: seconds between reads (5)")
+    snap.add_argument("-w", dest="write_dir", default=".", metavar="DIR", help="--watch: where the files go (.)")
     _scope(snap)
 
     demo = sub.add_parser("demo", help="build the field notes' two-host overlay in namespaces and show it")
@@ -267,6 +329,7 @@ def parser() -> Parser:
     _container(sub)
     _entries(sub)
     _hosts_and_ports(sub)
+    _firewall(sub)
     for name, command in sub.choices.items():
         command.epilog = epilog(name)
         command.formatter_class = argparse.RawDescriptionHelpFormatter

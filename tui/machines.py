@@ -10,6 +10,7 @@ while it runs, the error says it may or may not have applied.
 from __future__ import annotations
 
 import argparse
+import binascii
 import json
 import os
 import socket
@@ -23,7 +24,8 @@ from typing import TYPE_CHECKING
 from backend import codec
 from backend.errors import VxrayError, one_line
 from backend.model import HostSnapshot, Labels
-from tui.commands import live_report
+from tui import evidence
+from tui.commands import live_report, save_probe
 from tui.context import Invocation, inventory_desired
 from tui.output import doctor_lines, emit, names, table, write_json
 from tui.summary import snapshot_lines
@@ -118,6 +120,8 @@ def read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
     from backend.fleet import Fleet
     from diagnostics.world import World
 
+    if args.command in ("graph", "diff") or getattr(args, "watch", False):
+        return evidence.on_machines(args, ms)
     if args.command == "snapshot" and args.json and len(ms) == 1:  # one machine as it is: a file:// for later
         try:
             ms[0].connect()
@@ -160,8 +164,16 @@ def read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
     dst, port = world.endpoint_of(args.dst, src)
     proto = "tcp" if port and args.proto == "icmp" else args.proto
     t = simulate(world, src.label, dst, proto, args.dport or port, args.size, args.df)
+    if args.write and not args.live:
+        raise VxrayError("trace -w writes the live probe's frames: add --live")
     if args.live:
-        return live_report(args, world, t, _capture(ms, t, src.label, dst, args), args.proto)
+        frames: list[tuple[str, str, int, bytes]] = []
+        seen = _capture(ms, t, src.label, dst, args, frames)
+        if args.write:
+            from diagnostics.live import watch_points
+
+            save_probe(args.write, world, watch_points(t), frames)
+        return live_report(args, world, t, seen, args.proto)
     if args.json:
         print(json.dumps(t.as_dict(), indent=2))
     else:
@@ -170,8 +182,10 @@ def read_command(args: argparse.Namespace, ms: list[Machine]) -> int:
     return 0 if t.delivered else 1
 
 
-def _capture(ms: list[Machine], t: Trace, src: str, dst: str, args: argparse.Namespace) -> set[tuple[str, str, str]]:
-    """A live trace across machines: each one watches its devices on the path, then the source sends."""
+def _capture(ms: list[Machine], t: Trace, src: str, dst: str, args: argparse.Namespace,
+             frames: list[tuple[str, str, int, bytes]]) -> set[tuple[str, str, str]]:  # fmt: skip
+    """A live trace across machines: each one watches its devices on the path, then the source sends; with
+    ``-w`` each also answers the probe's frames, into ``frames``."""
     from backend.probe import new_ident
     from backend.remote import SshMachine
     from diagnostics.live import watch_points
@@ -198,7 +212,12 @@ def _capture(ms: list[Machine], t: Trace, src: str, dst: str, args: argparse.Nam
         return int(m.request("watch", {"probe": probe, "ident": ident, "points": by_host.get(m.name, [])}))
 
     def seen(m: SshMachine, wid: int) -> list[tuple[str, str, str]]:
-        return [(f"{m.name}:{ns}", dev, d) for ns, dev, d in m.request("seen", {"watch": wid, "wait": 1.5})]
+        answer = m.request("seen", {"watch": wid, "wait": 1.5, "frames": bool(args.write)})
+        if isinstance(answer, dict):  # checked by the protocol: base64 of at most 64 KiB each
+            frames.extend((f"{m.name}:{ns}", dev, ts, binascii.a2b_base64(text))
+                          for ns, dev, ts, text in answer["frames"])  # fmt: skip
+            answer = answer["seen"]
+        return [(f"{m.name}:{ns}", dev, d) for ns, dev, d in answer]
 
     ssh = [m for m in live if isinstance(m, SshMachine)]
     with ThreadPoolExecutor(max_workers=len(ssh) or 1) as pool:

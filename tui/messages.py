@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.message import Message
 
 from backend.model import HostSnapshot, Labels
+from diagnostics.diff import Change
 from diagnostics.doctor import Finding
 from diagnostics.trace import Trace
 from tui.vocabulary import Vocabulary
@@ -36,3 +37,11 @@ class DoctorFound(Message):
     def __init__(self, findings: list[Finding]) -> None:
         super().__init__()
         self.findings = findings
+
+
+class KernelChanged(Message):
+    """What the kernel changed, as the netlink monitor woke the app for it: the re-read compared with the last."""
+
+    def __init__(self, changes: list[Change], at: float) -> None:
+        super().__init__()
+        self.changes, self.at = changes, at

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from backend.protocol import Policy
-from tui import commands, machines
+from tui import capture, commands, evidence, machines
 
 Handler = Callable[[argparse.Namespace], int]
 ALL = frozenset({"bash", "shell", "line", "agent"})
@@ -58,7 +58,7 @@ def _group(name: str, help: str, handler: Handler, reads: Iterable[str], asks: I
 
 
 COMMANDS: dict[str, Command] = {c.name: c for c in (
-    Command("snapshot", "every namespace, link, FDB, neighbour, route and NAT rule of a host", commands.snapshot,
+    Command("snapshot", "every namespace, link, FDB, neighbour, route and NAT rule of a host", evidence.snapshot,
             frozenset({None}), remote="read"),
     _group("network", "create, list, inspect, remove, repair, connect networks", commands.network,
            {"ls", "inspect"}, {"rm"}, positional={
@@ -71,12 +71,22 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     _group("arp", "add/del a static ARP entry in a container or namespace", commands.arp, set()),
     _group("host", "register, list, remove hosts; set what they decide about forwarded packets", commands.host,
            {"ls"}, {"rm"}, positional={"rm": ("hosts",), "set": ("hosts", "settings")}),
+    _group("firewall", "delete the native nftables rule or policy that drops traffic iptables accepts",
+           commands.firewall, set()),
     _group("port", "publish a container port as docker run -p does", commands.port, set(),
            positional={"add": ("containers",)}),
     Command("trace", "follow a packet hop by hop: where and why it stops, and what fixes it", commands.trace,
             frozenset({None}), remote="read", positional={None: ("containers", "containers")}),
+    # captures on this machine, or streams from each --host machine's agent into one file (never an agent's `run`);
+    # the app's line opens its capture panel instead
+    Command("capture", "packets from devices of any namespaces and machines, into one pcapng file or one line each",
+            capture.capture, frozenset({None}), remote="here", doors=HERE),
     Command("doctor", "check every host against the store: findings, most likely first, with fixes",
             commands.doctor, frozenset({None}), remote="read"),
+    Command("graph", "the topology as DOT, Mermaid, JSON or SVG, a trace's path marked", evidence.graph,
+            frozenset({None}), remote="read", doors=HERE),
+    Command("diff", "what appeared, disappeared or changed between two snapshots, or since one", evidence.diff,
+            frozenset({None}), remote="read", doors=HERE),
     Command("ping", "ping from a container (or namespace) to a container or IP", commands.ping, frozenset({None}),
             remote="run", positional={None: ("containers", "containers")}),
     _group("lab", "build, check and remove labs: multi-host topologies in namespaces", commands.lab,

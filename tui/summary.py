@@ -74,9 +74,10 @@ def _limited(title: str, rows: list[str], limit: int, hidden: int = 0) -> Iterat
         yield f"    … {len(rows) - len(shown)} more (--limit 0 shows all)"
 
 
-def _rules(rs: RuleSet, limit: int) -> Iterator[str]:
+def _rules(rs: RuleSet, limit: int, family: str = "") -> Iterator[str]:
     for table in rs.tables:
         what = "nat" if table.name == "nat" else "filter, FORWARD and INPUT paths"
+        what = f"{family} {what}" if family else what
         rows = []
         for chain in table.chains:
             policy = chain.policy or "-"
@@ -143,6 +144,8 @@ def namespace_lines(ns: Namespace, limit: int = 25, show_all: bool = False) -> I
     yield from _limited("routes", routes, limit, routes_hidden)
     for rs in ns.netfilter:
         yield from _rules(rs, limit)
+    for rs in ns.netfilter6:
+        yield from _rules(rs, limit, "ip6tables")
     yield from _nftables(ns.nftables, limit)
 
 

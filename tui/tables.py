@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from backend.model import HostSnapshot, Labels, Namespace, NftChain
+from diagnostics.graph import machines, vtep_owners
 from diagnostics.world import World
 from tui.summary import multicast, ref
 
@@ -91,8 +92,8 @@ def _fdb(ns: Namespace, labels: Labels, owners: dict[str, str]) -> Iterator[Row]
 
 def _neighbours(ns: Namespace, labels: Labels, owners: dict[str, str]) -> Iterator[Row]:
     for n in ns.neighbours:
-        if ":" in n.ip:
-            continue
+        if ":" in n.ip and n.ip.lower().startswith(("fe80", "ff")):  # the kernel's own link-local/multicast NDP
+            continue  # global IPv6 entries stay: the NDP entries `arp add` and `fdb sync` write on dual stack
         yield f"{ns.id}/{n.device}/{n.ip}", (_who(labels, ns), n.ip, n.device, n.mac or "", "/".join(n.state))
 
 
@@ -116,20 +117,22 @@ def _hooked(chain: NftChain) -> str:
 
 
 def _firewall(ns: Namespace, labels: Labels, owners: dict[str, str]) -> Iterator[Row]:
-    """The iptables rule sets (family ip, per back-end), then every nftables table by family: chains, then rules."""
+    """The iptables rule sets (family ip, per back-end), ip6tables' (ip6), then every nftables table by family:
+    chains, then rules."""
     who = _who(labels, ns)
-    for rs in ns.netfilter:
+    for family, rs in [("ip", rs) for rs in ns.netfilter] + [("ip6", rs) for rs in ns.netfilter6]:
+        base = f"{ns.id}/{rs.backend}" if family == "ip" else f"{ns.id}/{rs.backend}6"
         for table in rs.tables:
             for chain in table.chains:
                 policy = f"policy {chain.policy}" if chain.policy else ""
                 yield (
-                    f"{ns.id}/{rs.backend}/{table.name}/{chain.name}",
-                    (who, rs.backend, "ip", table.name, chain.name, policy, str(chain.packets)),
+                    f"{base}/{table.name}/{chain.name}",
+                    (who, rs.backend, family, table.name, chain.name, policy, str(chain.packets)),
                 )
                 for i, r in enumerate(chain.rules):
                     yield (
-                        f"{ns.id}/{rs.backend}/{table.name}/{chain.name}/{i}",
-                        (who, rs.backend, "ip", table.name, chain.name, r.spec, str(r.packets)),
+                        f"{base}/{table.name}/{chain.name}/{i}",
+                        (who, rs.backend, family, table.name, chain.name, r.spec, str(r.packets)),
                     )
     rank = {f: i for i, f in enumerate(FAMILY_ORDER)}
     for t in sorted(ns.nftables, key=lambda t: rank.get(t.family, len(rank))):
@@ -164,18 +167,13 @@ def rows(snap: HostSnapshot, labels: Labels, view: str, host: str | None = None,
 
 
 def hosts(labels: Labels, snap: HostSnapshot) -> list[str]:
-    """Hosts in the order the app lists them: the store's, then any host of a namespace (the underlay)."""
-    names = list(labels.host_netns)
-    names += sorted({h for h in labels.hosts.values() if h not in names})
-    names += [h for h in labels.offline if h not in names]  # never reached: listed, badged offline
-    return names or [snap.host]
+    """Hosts in the order the app lists them (the topology graph's order: the store's, then the underlay)."""
+    return machines(snap, labels)
 
 
 def vteps(snap: HostSnapshot, labels: Labels) -> dict[str, str]:
     """VTEP address -> the host whose VXLAN device sends from it (namespaces of no known host left out)."""
-    world = World([snap], labels)  # a VTEP without ``local`` (Docker's) is where the kernel sends from
-    return {vtep: labels.hosts[world.place(k).label] for k, lk in world.vxlans
-            if world.place(k).label in labels.hosts and (vtep := world.vtep(k, lk))}  # fmt: skip
+    return vtep_owners(World([snap], labels))
 
 
 def trace_ends(snap: HostSnapshot, labels: Labels) -> list[str]:

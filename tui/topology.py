@@ -1,18 +1,18 @@
 """The topology as a tree: hosts, their bridges, the ports on them and what is behind each port.
 
-Pure: a snapshot and the store's labels in, nested ``Node``s out. A bridge port
-that is a veth leads to the container (or namespace) at its other end; a VXLAN
-port lists the tunnels its FDB programs — the remote VTEPs and the host that owns
-each. Every node carries the text the app filters by when it is selected, so a
-node jumps to its rows in the detail views.
+Pure: the topology's graph (``diagnostics.graph``, which the drawing and ``vxray
+graph`` draw from too) in, nested ``Node``s out. A bridge port that is a veth leads
+to the container (or namespace) at its other end; a VXLAN port lists the tunnels
+its FDB programs — the remote VTEPs and the host that owns each. Every node carries
+the text the app filters by when it is selected, so a node jumps to its rows in the
+detail views.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from backend.model import HostSnapshot, Labels, Link, Namespace
-from tui.tables import hosts, vteps
+from diagnostics import graph as topo
 
 
 @dataclass
@@ -23,45 +23,41 @@ class Node:
     children: list[Node] = field(default_factory=list)
 
 
-def _addresses(lk: Link) -> str:
-    return " ".join(a.cidr for a in lk.addresses if a.scope != "link" and ":" not in a.address)
+def _addresses(dev: topo.Node) -> str:
+    return " ".join(c for c in dev.addresses if ":" not in c)
 
 
-def _port(snap: HostSnapshot, labels: Labels, ns: Namespace, port: Link, owners: dict[str, str]) -> Node:
-    if port.vxlan is not None:
-        dsts = sorted({e.dst for e in ns.fdb if e.device == port.name and e.dst})
-        node = Node(f"{port.name} VXLAN VNI {port.vxlan.vni} UDP {port.vxlan.dstport}", port.name, "VXLAN")
-        node.children = [Node(f"⇄ tunnel to {dst} ({owners.get(dst, 'no known host')})", dst, "FDB") for dst in dsts]
-        if not dsts:
+def _port(graph: topo.Graph, port: topo.Node) -> Node:
+    if port.kind == "vxlan":
+        node = Node(f"{port.name} VXLAN VNI {port.vni} UDP {port.dstport}", port.name, "VXLAN")
+        tunnels = [e for e in graph.touching(port.id, "tunnel") if e.a == port.id]
+        node.children = [Node(f"⇄ tunnel to {e.b_end} ({graph.node(e.b).host or 'no known host'})", e.b_end, "FDB")
+                         for e in tunnels]  # fmt: skip
+        if not tunnels:
             node.children = [Node("no tunnel: no FDB entry with a remote VTEP", port.name, "FDB")]
         return node
-    if port.peer is not None:
-        other = next((n for n in snap.namespaces if n.id == port.peer.netns), None)
-        peer = other.link(port.peer.ifname) if other and port.peer.ifname else None
-        who = labels.containers.get(port.peer.netns_name, port.peer.netns_name)
-        detail = f" {peer.mac} {_addresses(peer)}" if peer else ""
-        return Node(f"{port.name} ⇄ {who} {port.peer.ifname}{detail}", who)
-    return Node(f"{port.name} ({port.kind or 'device'})", port.name)
+    veth = graph.touching(port.id, "veth")
+    if veth:
+        peer = graph.node(veth[0].b if veth[0].a == port.id else veth[0].a)
+        ns = graph.node(peer.parent)
+        who = ns.label if ns.role == "container" else ns.netns
+        return Node(f"{port.name} ⇄ {who} {peer.name} {peer.mac} {_addresses(peer)}", who)
+    return Node(f"{port.name} ({port.kind})", port.name)
 
 
-def tree(snap: HostSnapshot, labels: Labels) -> list[Node]:
+def tree(graph: topo.Graph) -> list[Node]:
     """One node per host: its namespaces' bridges with their ports, and its VXLAN tunnels."""
-    owners = vteps(snap, labels)
     out = []
-    for host in hosts(labels, snap):
-        mine = [ns for ns in snap.namespaces if labels.hosts.get(ns.name) == host]
-        vtep = next((a for a, h in owners.items() if h == host), "")
-        node = Node(f"{host}" + (f"  VTEP {vtep}" if vtep else ""), host, "Namespaces")
-        for ns in mine:
-            where = labels.containers.get(ns.name) or (f"{labels.networks[ns.name]} sandbox"
-                                                        if ns.name in labels.networks else ns.name)  # fmt: skip
-            for br, ports in ns.bridges().items():
-                bridge = ns.link(br)
-                text = f"{br} bridge {_addresses(bridge) if bridge else ''}".rstrip()
-                node.children.append(Node(f"{where}: {text}", br, "Bridges",
-                                          [_port(snap, labels, ns, p, owners) for p in ports]))  # fmt: skip
-            for lk in ns.links:
-                if lk.vxlan is not None and not lk.master:  # flannel.1: routed, not on a bridge
-                    node.children.append(_port(snap, labels, ns, lk, owners))
+    for host in graph.hosts():
+        node = Node(f"{host.label}" + (f"  VTEP {host.vtep}" if host.vtep else ""), host.label, "Namespaces")
+        for ns in graph.inside(host.id, "namespace"):
+            where = ns.label if ns.role in ("container", "sandbox") else ns.netns
+            for br in graph.inside(ns.id, "bridge"):
+                text = f"{br.name} bridge {_addresses(br)}".rstrip()
+                ports = [graph.node(e.a) for e in graph.touching(br.id, "port") if e.b == br.id]
+                node.children.append(Node(f"{where}: {text}", br.name, "Bridges", [_port(graph, p) for p in ports]))
+            for vx in graph.inside(ns.id, "vxlan"):
+                if not graph.touching(vx.id, "port"):  # flannel.1: routed, not on a bridge
+                    node.children.append(_port(graph, vx))
         out.append(node)
     return out

@@ -32,7 +32,7 @@ from backend.lab.spec import Attachment, ContainerSpec, FaultSpec, HostSpec, Lab
 from backend.netns import RUN_NETNS
 from backend.ops import containers, entries, hostops, networks, ports
 from backend.ops.context import Context
-from backend.ops.sandbox import set_vni
+from backend.ops.sandbox import sandbox_name, set_vni
 from backend.records import ContainerRecord, Endpoint, NetworkRecord
 from backend.shellwords import shell_line
 from backend.store.embedded import EmbeddedKV
@@ -141,16 +141,17 @@ def _build(spec: LabSpec, ctx: Context) -> None:
         return
     for n in spec.networks:
         networks.create(
-            ctx, n.name, n.driver, n.subnet, n.gateway, None if n.vni is None else str(n.vni),
+            ctx, n.name, n.driver, [n.subnet, *n.subnets6], [g for g in (n.gateway, *n.gateways6) if g],
+            None if n.vni is None else str(n.vni),
             None if n.mtu is None else str(n.mtu), learning=n.learning, internal=n.internal,
             options=n.options, host=n.host,
         )  # fmt: skip
     for c in spec.containers:
         first = c.networks[0] if c.networks else None
         containers.run(ctx, c.name, c.host, first.network if first else None, first and first.ip,
-                       first and first.mac, c.mode)  # fmt: skip
+                       first and first.mac, c.mode, first and first.ip6)  # fmt: skip
         for a in c.networks[1:]:
-            containers.connect(ctx, a.network, c.name, a.ip, a.mac)
+            containers.connect(ctx, a.network, c.name, a.ip, a.mac, a.ip6)
         for mapping in c.ports:
             ports.publish(ctx, c.name, mapping)
     for n in spec.networks:
@@ -204,6 +205,8 @@ def inject(ctx: Context, fault: FaultSpec) -> None:
         entries.fdb(ctx, "del", ep.mac, vtep, network=fault.network, host=fault.host)
         if fault.kind == "stale-fdb":
             entries.fdb(ctx, "add", ep.mac, fault.dst or "", network=fault.network, host=fault.host)
+    elif fault.kind in lab_spec.NFT_FAULTS:
+        _nft_fault(ctx, fault)
     elif fault.kind in lab_spec.DOCKER_ONLY:
         raise VxrayError(f'fault {fault.kind} is injected only into Docker hosts (engine = "docker")')
     elif fault.kind == "wrong-vni":
@@ -216,6 +219,47 @@ def inject(ctx: Context, fault: FaultSpec) -> None:
             "udp-drop": f"udp.{fault.port}=drop",
         }[fault.kind]
         hostops.set_(ctx, fault.host or "", [setting])
+
+
+NFT_TABLES = {"nft-udp-drop": "vx_udp", "nft-forward-drop": "vx_forward", "nft-reply-drop": "vx_ct",
+              "nft-bridge-drop": "vx_bridge", "nft-ingress-drop": "vx_ingress"}  # fmt: skip
+
+
+def nft_ruleset(fault: FaultSpec) -> tuple[str, str, str, str, tuple[str, ...]]:
+    """The native nftables table a fault writes, as ``nft`` takes it word by word:
+    (family, table, chain, the chain's declaration, its rules). Each kind has a table of its own (``vx_…``, as
+    vxray marks what it makes), so faults side by side never share a chain."""
+    families, default = lab_spec.NFT_FAULTS[fault.kind]
+    family, priority = fault.family or families[0], default if fault.priority is None else fault.priority
+    port = str(fault.port)
+    hook, policy, rules = {
+        "nft-udp-drop": ("input", "accept", (f"udp dport {port} counter drop",)),
+        "nft-forward-drop": ("forward", "accept", ("counter drop",)),
+        "nft-reply-drop": ("forward", "drop", ("ct state new counter accept",)),
+        "nft-bridge-drop": ("forward", "accept", ("meta protocol ip counter drop",)),
+        "nft-ingress-drop": (f"ingress device {fault.device}", "accept", (f"udp dport {port} counter drop",)),
+    }[fault.kind]
+    declaration = f"{{ type filter hook {hook} priority {priority}; policy {policy}; }}"
+    return family, NFT_TABLES[fault.kind], hook.split()[0], declaration, rules
+
+
+def _nft_fault(ctx: Context, fault: FaultSpec) -> None:
+    """A native nftables table written with plain ``nft`` in the host's namespace (``network``: in that network's
+    sandbox on the host), the way firewalld or an operator writes one; a failure half-way removes the table."""
+    h = ctx.host(fault.host or "")
+    netns = h.ns_name(sandbox_name(ctx.network(fault.network))) if fault.network else None
+    if netns is not None and not h.has_netns(netns):
+        raise VxrayError(f"fault {fault.kind}: network {fault.network} has no sandbox on host {h.name}")
+    family, table, chain, declaration, rules = nft_ruleset(fault)
+    steps = [("add", "table", family, table), ("add", "chain", family, table, chain, declaration),
+             *(("add", "rule", family, table, chain, *rule.split()) for rule in rules)]  # fmt: skip
+    for i, words in enumerate(steps):
+        proc = h.run(["nft", *words], netns)
+        if proc.returncode != 0:
+            if i:
+                h.run(["nft", "delete", "table", family, table], netns)
+            why = next(iter(proc.stderr.strip().splitlines()), "nft failed")  # the lines after repeat the command
+            raise VxrayError(f"fault {fault.kind}: {shell_line('nft', *words)} failed on host {h.name}: {why}")
 
 
 def _namespaces(name: str) -> list[str]:
@@ -240,7 +284,7 @@ def running() -> list[str]:
     return sorted(os.listdir(root)) if os.path.isdir(root) else []
 
 
-def _ping(netns: str, ip: str, size: int | None = None) -> bool:
+def _ping(netns: str, ip: str, size: int | None = None) -> bool:  # an IPv6 address: ping picks -6 by itself
     """Three probes, reachable if any is answered: a neighbour entry left FAILED by an
     earlier attempt makes the first probe error out at once, before ARP is retried.
     With ``size``, probes carry that payload and may not be fragmented (MTU exercises)."""
@@ -266,6 +310,31 @@ def targets(ctx: Context) -> dict[tuple[str, str], tuple[str, str]]:
             if ip is not None:
                 out[a, b] = (ctrs[a].netns or "", ip)
     return out
+
+
+def targets6(ctx: Context) -> dict[tuple[str, str], tuple[str, str]]:
+    """Every ordered pair of containers on a dual-stack network together: (source namespace, IPv6 address
+    pinged with ``ping -6``) — ``containers.address6_seen_from``. Empty for a lab without IPv6."""
+    ctrs = {c.name: c for c in ctx.store.containers() if c.netns}
+    eps = ctx.store.endpoints()
+    out = {}
+    for a in sorted(ctrs):
+        for b in sorted(ctrs):
+            ip6 = containers.address6_seen_from(eps, b, a) if a != b else None
+            if ip6 is not None:
+                out[a, b] = (ctrs[a].netns or "", ip6)
+    return out
+
+
+def reachability6(ctx: Context, size: int | None = None) -> dict[str, dict[str, bool]]:
+    """Real ``ping -6`` between the pairs of ``targets6`` (only containers that have an IPv6 peer appear)."""
+    pairs = targets6(ctx)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda p: _ping(*pairs[p], size), pairs))
+    matrix: dict[str, dict[str, bool]] = {}
+    for (a, b), ok in zip(pairs, results, strict=True):
+        matrix.setdefault(a, {})[b] = ok
+    return matrix
 
 
 def reachability(ctx: Context, size: int | None = None, spec: LabSpec | None = None) -> dict[str, dict[str, bool]]:
@@ -297,14 +366,17 @@ def status(name: str) -> dict[str, Any]:
         "networks": networks.network_list(ctx),
         "containers": containers.container_list(ctx),
         "reachability": reachability(ctx, built(name).size, built(name)),
+        "reachability6": reachability6(ctx, built(name).size),
     }
 
 
 def check(name: str) -> list[tuple[str, str]]:
-    """The goal pairs that still fail (empty: solved)."""
-    spec = built(name)
-    matrix = reachability(context(name), spec.size, spec)
-    return [(a, b) for a, b in spec.goal if not matrix.get(a, {}).get(b, False)]
+    """The goal pairs that still fail (empty: solved); a pair on a dual-stack network must answer ``ping -6``
+    as well as ``ping``."""
+    spec, ctx = built(name), context(name)
+    matrix = reachability(ctx, spec.size, spec)
+    matrix6 = reachability6(ctx, spec.size)
+    return [(a, b) for a, b in spec.goal if not matrix.get(a, {}).get(b, False) or not matrix6.get(a, {}).get(b, True)]
 
 
 def export(name: str) -> str:
@@ -325,10 +397,10 @@ def export(name: str) -> str:
 def _network_spec(n: NetworkRecord, sync: bool) -> NetworkSpec:
     options = {k: v for k, v in n.options.items() if k != "created_parent"}
     return NetworkSpec(n.name, n.driver, n.subnet, n.gateway, n.vni, n.mtu, n.learning, n.internal, n.host, options,
-                       sync)  # fmt: skip
+                       sync, n.subnets6, n.gateways6)  # fmt: skip
 
 
 def _container_spec(c: ContainerRecord, eps: list[Endpoint]) -> ContainerSpec:
-    attachments = tuple(Attachment(e.network, e.ip, e.mac) for e in eps if e.container == c.name)
+    attachments = tuple(Attachment(e.network, e.ip, e.mac, e.ip6) for e in eps if e.container == c.name)
     ports = tuple(f"{p.host_port}:{p.port}/{p.proto}" for p in c.ports)
     return ContainerSpec(c.name, c.host, attachments, c.mode, ports)

@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 from backend import validate
 from backend.errors import VxrayError
 from backend.ops.containers import MODES
-from backend.ops.networks import DRIVERS, MACVLAN_MODES, OPTIONS, SPANNING
+from backend.ops.networks import DRIVERS, DUAL_STACK, MACVLAN_MODES, OPTIONS, SPANNING, plan_subnets
+from backend.store.flannel_layout import check_url
 from backend.tomlfile import Locator, loads, shown
 
 
@@ -57,11 +58,24 @@ FAULT_FIELDS = {  # kind -> the fields it needs, beyond ``kind``
     "ip-forward-off": ("host",),
     "forward-drop": ("host",),
     "udp-drop": ("host",),
+    # native nftables, written with `nft` in the host's namespace (or a network's sandbox there): see NFT_FAULTS
+    "nft-udp-drop": ("host",),
+    "nft-forward-drop": ("host",),
+    "nft-reply-drop": ("host",),
+    "nft-bridge-drop": ("host",),
+    "nft-ingress-drop": ("host",),
     # Docker hosts: faults injected with plain ip/bridge/iptables into what Docker programmed
     "proxy-arp-remove": ("host", "network", "container"),
     "link-down": ("host", "network"),
     "wrong-arp": ("container", "dst"),
     "port-accept-remove": ("host", "container"),
+}
+NFT_FAULTS = {  # kind -> (the families it may be written in, the first is the default; its default priority)
+    "nft-udp-drop": (("inet", "ip", "ip6"), 0),  # an input chain dropping UDP `port` (VXLAN's)
+    "nft-forward-drop": (("inet", "ip", "ip6"), -10),  # a forward chain dropping all, before iptables' filter (0)
+    "nft-reply-drop": (("inet", "ip", "ip6"), 0),  # a forward chain, policy drop, accepting only `ct state new`
+    "nft-bridge-drop": (("bridge",), 0),  # a bridge forward chain dropping bridged IPv4 (of `network`'s sandbox)
+    "nft-ingress-drop": (("netdev",), 0),  # an ingress chain on `device` dropping UDP `port`
 }
 DOCKER_FAULTS = ("fdb-remove", "stale-fdb", "proxy-arp-remove", "udp-drop", "link-down", "wrong-arp",
                  "port-accept-remove")  # fmt: skip
@@ -83,7 +97,9 @@ class FaultSpec:
     vni: int | None = None  # wrong-vni: the VNI the host's VXLAN device gets
     mtu: int | None = None  # mtu: the host's underlay MTU
     device: str = "eth0"  # mtu: which device (link-down: vxlan0 of the network's sandbox)
-    port: int = 4789  # udp-drop: which UDP port the host's INPUT drops
+    port: int = 4789  # udp-drop: which UDP port the host's INPUT drops (nft-udp-drop, nft-ingress-drop too)
+    family: str | None = None  # nft-*: the table's family (None: the kind's default, NFT_FAULTS)
+    priority: int | None = None  # nft-*: the base chain's priority (None: the kind's default)
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,7 @@ class Attachment:
     network: str
     ip: str | None = None
     mac: str | None = None
+    ip6: str | None = None  # dual-stack networks: None takes the first free IPv6 address
 
 
 @dataclass(frozen=True)
@@ -106,6 +123,9 @@ class NetworkSpec:
     host: str | None = None
     options: dict[str, str] = field(default_factory=dict)
     sync: bool = False  # overlays: program every host's FDB/ARP after the build (`fdb sync`), as a control plane
+    # dual stack: ``subnet = ["172.21.0.0/16", "fd00:21::/64", …]`` (``gateway`` likewise may list one per subnet)
+    subnets6: tuple[str, ...] = ()
+    gateways6: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,6 +160,7 @@ ENGINES = ("netns", "docker")
 DOCKER_DRIVERS = ("overlay", "bridge", "macvlan")
 OPTION_CHECKS: dict[str, Callable[[str], object]] = {
     "bridge_name": validate.ifname, "nic": validate.ifname, "parent": validate.ifname, "leases": str,
+    "etcd": check_url,
     "macvlan_mode": lambda mode: _one_of(mode, MACVLAN_MODES, "macvlan_mode"),
 }  # fmt: skip
 _MISSING = object()
@@ -194,6 +215,11 @@ class _Table:
     def flag(self, key: str) -> bool:
         return bool(self.value(key, bool, "true or false"))
 
+    def one_or_more(self, key: str) -> tuple[str, ...]:
+        """A string, or a list of strings (``subnet``/``gateway`` of a dual-stack network)."""
+        value = self.data.get(key)
+        return (self.text(key) or "",) if isinstance(value, str) else self.texts(key)
+
     def texts(self, key: str) -> tuple[str, ...]:
         values = self.value(key, list, "a list of strings") or []
         bad = next((v for v in values if not isinstance(v, str) or not v.isprintable()), _MISSING)
@@ -247,7 +273,7 @@ def parse(text: str, source: str = "lab.toml") -> LabSpec:
     hosts = _hosts(top, segments, routers)
     docker = hosts[0].engine == "docker"
     networks = _networks(top, {h.name for h in hosts}, docker)
-    containers = _containers(top, {h.name for h in hosts}, {n.name: validate.cidr(n.subnet) for n in networks})
+    containers = _containers(top, {h.name for h in hosts}, {n.name: _subnets(n) for n in networks})
     machines = {h.name for h in hosts} | {r.name for r in routers}
     faults = tuple(_fault(t, machines, {n.name for n in networks}, {c.name for c in containers}, docker)
                    for t in _sections(top, "faults", tuple(FaultSpec.__dataclass_fields__)))  # fmt: skip
@@ -336,11 +362,12 @@ def _networks(top: _Table, hosts: set[str], docker: bool) -> tuple[NetworkSpec, 
 def _network(table: _Table, hosts: set[str], docker: bool) -> NetworkSpec:
     name = table.name("network name")
     driver = table.choice("driver", DOCKER_DRIVERS if docker else DRIVERS, "bridge")
-    subnet = table.required("subnet")
-    net = table.checked("subnet", validate.cidr, subnet)
-    gateway = table.text("gateway")
-    if gateway is not None:
-        table.checked("gateway", lambda gw: validate.ip_in(gw, net), gateway)
+    subnets = table.one_or_more("subnet")
+    if not subnets:
+        raise table.fail(None, "missing 'subnet'")
+    table.checked("subnet", lambda s: _plan(s, (), driver, docker), subnets)
+    gateways = table.one_or_more("gateway")
+    net, gateway, subnets6, gateways6 = table.checked("gateway", lambda g: _plan(subnets, g, driver, docker), gateways)
     vni, mtu = table.value("vni", int, "a whole number"), table.value("mtu", int, "a whole number")
     if vni is not None:
         table.checked("vni", validate.vni, vni)
@@ -352,8 +379,24 @@ def _network(table: _Table, hosts: set[str], docker: bool) -> NetworkSpec:
     if host is not None and host not in hosts:
         raise table.fail("host", f"unknown host {host!r}")
     table.flag("static")  # accepted and unused, as before: overlay-static.toml says `static = true`
-    return NetworkSpec(name, driver, subnet, gateway, vni, mtu, table.flag("learning"), table.flag("internal"), host,
-                       _options(table, driver), table.flag("sync"))  # fmt: skip
+    return NetworkSpec(name, driver, str(net), gateway, vni, mtu, table.flag("learning"), table.flag("internal"), host,
+                       _options(table, driver), table.flag("sync"), subnets6, gateways6)  # fmt: skip
+
+
+def _plan(subnets: tuple[str, ...], gateways: tuple[str, ...], driver: str,
+          docker: bool) -> tuple[IPv4Network, str | None, tuple[str, ...], tuple[str, ...]]:  # fmt: skip
+    """The operations' own checks of a network's subnets and gateways (one IPv4 subnet, IPv6 ones beside it):
+    (IPv4 subnet, its gateway if given, IPv6 subnets, IPv6 gateways given)."""
+    net, gw4, v6 = plan_subnets(list(subnets), list(gateways))
+    if v6 and (docker or driver not in DUAL_STACK):
+        where = "Docker hosts' networks" if docker else f"{driver} networks"
+        raise VxrayError(f"IPv6 subnet {v6[0][0]}: {where} are IPv4 only in a lab")
+    given = {str(ipaddress.ip_address(g)) for g in gateways}
+    return net, gw4 if gw4 in given else None, tuple(str(n) for n, _ in v6), tuple(g for _, g in v6 if g in given)
+
+
+def _subnets(n: NetworkSpec) -> tuple[IPv4Network, tuple[ipaddress.IPv6Network, ...]]:
+    return validate.cidr(n.subnet), tuple(ipaddress.IPv6Network(s) for s in n.subnets6)
 
 
 def _options(table: _Table, driver: str) -> dict[str, str]:
@@ -368,7 +411,10 @@ def _options(table: _Table, driver: str) -> dict[str, str]:
     return dict(options)
 
 
-def _containers(top: _Table, hosts: set[str], subnets: dict[str, IPv4Network]) -> tuple[ContainerSpec, ...]:
+Subnets = tuple[IPv4Network, tuple[ipaddress.IPv6Network, ...]]  # a network's IPv4 subnet and its IPv6 ones
+
+
+def _containers(top: _Table, hosts: set[str], subnets: dict[str, Subnets]) -> tuple[ContainerSpec, ...]:
     tables = _sections(top, "containers", ("name", "host", "networks", "mode", "ports"))
     containers: list[ContainerSpec] = []
     for t in tables:
@@ -377,12 +423,12 @@ def _containers(top: _Table, hosts: set[str], subnets: dict[str, IPv4Network]) -
     return tuple(containers)
 
 
-def _container(table: _Table, hosts: set[str], subnets: dict[str, IPv4Network],
+def _container(table: _Table, hosts: set[str], subnets: dict[str, Subnets],
                before: list[ContainerSpec]) -> ContainerSpec:  # fmt: skip
     name, host = table.name("container name"), table.required("host")
     if host not in hosts:
         raise table.fail("host", f"unknown host {host!r}")
-    attachments = tuple(_attachment(a, subnets) for a in table.tables("networks", ("network", "ip", "mac")))
+    attachments = tuple(_attachment(a, subnets) for a in table.tables("networks", ("network", "ip", "ip6", "mac")))
     mode = table.text("mode")
     mode = "bridge" if mode is None else mode
     other = mode.removeprefix("container:")
@@ -398,15 +444,27 @@ def _container(table: _Table, hosts: set[str], subnets: dict[str, IPv4Network],
     return ContainerSpec(name, host, attachments, mode, ports)
 
 
-def _attachment(table: _Table, subnets: dict[str, IPv4Network]) -> Attachment:
-    network, ip, mac = table.required("network"), table.text("ip"), table.text("mac")
+def _attachment(table: _Table, subnets: dict[str, Subnets]) -> Attachment:
+    network, ip, mac, ip6 = table.required("network"), table.text("ip"), table.text("mac"), table.text("ip6")
     if network not in subnets:
         raise table.fail("network", f"unknown network {network!r}")
+    v4, v6 = subnets[network]
     if ip is not None:
-        table.checked("ip", lambda i: validate.ip_in(i, subnets[network]), ip)
+        table.checked("ip", lambda i: validate.ip_in(i, v4), ip)
     if mac is not None:
         table.checked("mac", validate.mac, mac)
-    return Attachment(network, ip, mac)
+    if ip6 is not None:
+        ip6 = table.checked("ip6", lambda i: _ip6_of(i, network, v6), ip6)
+    return Attachment(network, ip, mac, ip6)
+
+
+def _ip6_of(ip6: str, network: str, subnets: tuple[ipaddress.IPv6Network, ...]) -> str:
+    addr = ipaddress.IPv6Address(validate.ipv6(ip6))
+    held = next((n for n in subnets if addr in n), None)
+    if held is None:
+        raise VxrayError(f"IPv6 address {ip6} is in none of network {network}'s IPv6 subnets "
+                         f"({', '.join(map(str, subnets)) or 'it has none'})")  # fmt: skip
+    return validate.ip6_in(ip6, held)
 
 
 def _fault(table: _Table, machines: set[str], nets: set[str], ctrs: set[str], docker: bool) -> FaultSpec:
@@ -432,9 +490,25 @@ def _fault(table: _Table, machines: set[str], nets: set[str], ctrs: set[str], do
     device = table.text("device")
     if device is not None:
         table.checked("device", validate.ifname, device)
-    fields = {k: table.data[k] for k in ("host", "network", "container", "dst", "vni", "mtu", "device", "port")
-              if k in table.data}  # fmt: skip
+    _nft_fields(table, kind)
+    fields = {k: table.data[k] for k in ("host", "network", "container", "dst", "vni", "mtu", "device", "port",
+                                         "family", "priority") if k in table.data}  # fmt: skip
     return FaultSpec(kind, **fields)
+
+
+def _nft_fields(table: _Table, kind: str) -> None:
+    """``family`` and ``priority`` belong to the nft-* kinds: a family the kind's chain can live in, a priority
+    the kernel takes (a signed 32-bit number)."""
+    family, priority = table.text("family"), table.value("priority", int, "a whole number")
+    if kind not in NFT_FAULTS:
+        for key in ("family", "priority"):
+            if key in table.data:
+                raise table.fail(key, f"only the nft-* faults take {key!r}")
+        return
+    if family is not None:
+        table.checked("family", lambda f: _one_of(f, NFT_FAULTS[kind][0], "family"), family)
+    if priority is not None and not -(2**31) <= priority < 2**31:
+        raise table.fail("priority", f"{priority!r}: a base chain's priority is a signed 32-bit number")
 
 
 def _goal(exercise: _Table, ctrs: set[str]) -> tuple[tuple[str, str], ...]:
@@ -484,13 +558,16 @@ def dump(spec: LabSpec) -> str:
         lines += _table("[[hosts]]", {"name": h.name, "underlay": h.underlay, "segment": h.segment,
                                       "gateway": h.gateway, "engine": engine})  # fmt: skip
     for n in spec.networks:
+        subnet = [n.subnet, *n.subnets6] if n.subnets6 else n.subnet
+        gateways = [g for g in (n.gateway, *n.gateways6) if g]
+        gateway = gateways if n.gateways6 else n.gateway
         lines += _table("[[networks]]", {
-            "name": n.name, "driver": n.driver, "subnet": n.subnet, "gateway": n.gateway, "vni": n.vni,
+            "name": n.name, "driver": n.driver, "subnet": subnet, "gateway": gateway, "vni": n.vni,
             "mtu": n.mtu, "learning": n.learning, "internal": n.internal, "host": n.host, "options": n.options,
             "sync": n.sync,
         })  # fmt: skip
     for c in spec.containers:
-        nets = [{"network": a.network, "ip": a.ip, "mac": a.mac} for a in c.networks]
+        nets = [{"network": a.network, "ip": a.ip, "ip6": a.ip6, "mac": a.mac} for a in c.networks]
         mode = c.mode if c.mode != "bridge" else None
         lines += _table("[[containers]]", {"name": c.name, "host": c.host, "networks": nets, "mode": mode,
                                             "ports": list(c.ports)})  # fmt: skip

@@ -7,6 +7,7 @@ in the same netlink requests, in a named namespace or a bind-mounted one (Docker
 from __future__ import annotations
 
 import errno
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,11 @@ class Change:
     mac: str
     dev: str
     dst: str | None = None  # fdb: the remote VTEP
-    ip: str | None = None  # neigh: the address
+    ip: str | None = None  # neigh: the address, IPv4 (ARP) or IPv6 (NDP)
+
+    @property
+    def ipv6(self) -> bool:
+        return ":" in (self.ip or "")
 
     @property
     def command(self) -> str:
@@ -45,10 +50,12 @@ class Change:
             where = ["ip", "netns", "exec", self.netns]
         if self.kind == "fdb":
             words = ["bridge", "fdb", self.action, self.mac, "dev", self.dev, "dst", self.dst or ""]
-        elif self.action == "del":
-            words = ["ip", "neigh", "del", self.ip or "", "dev", self.dev]
         else:
-            words = ["ip", "neigh", self.action, self.ip or "", "lladdr", self.mac, "dev", self.dev, "nud", "permanent"]
+            ip = ["ip", "-6", "neigh"] if self.ipv6 else ["ip", "neigh"]
+            if self.action == "del":
+                words = [*ip, "del", self.ip or "", "dev", self.dev]
+            else:
+                words = [*ip, self.action, self.ip or "", "lladdr", self.mac, "dev", self.dev, "nud", "permanent"]
         return shell_line(*where, *words)
 
     def as_dict(self) -> dict[str, Any]:
@@ -66,7 +73,8 @@ def apply(h: Host, change: Change) -> None:
                         state=NUD_NOARP | NUD_PERMANENT)  # fmt: skip
             else:
                 state = {} if change.action == "del" else {"state": NUD_PERMANENT}
-                ipr.neigh(change.action, dst=change.ip, lladdr=change.mac, ifindex=idx, **state)
+                family = socket.AF_INET6 if change.ipv6 else socket.AF_INET
+                ipr.neigh(change.action, dst=change.ip, lladdr=change.mac, ifindex=idx, family=family, **state)
         except NetlinkError as exc:
             what = f"{change.kind} entry {change.mac} dev {change.dev} in {where}"
             if exc.code == errno.EEXIST:

@@ -50,6 +50,7 @@ def run(
     ip: str | None = None,
     mac: str | None = None,
     mode: str = "bridge",
+    ip6: str | None = None,
 ) -> ContainerRecord:
     validate.name(name, "container name")
     h = ctx.host(host)
@@ -63,11 +64,11 @@ def run(
         raise VxrayError(f"invalid network mode {mode!r}: bridge, host, none or container:NAME")
     if net and mode != "bridge":
         raise VxrayError(f"--net {net} needs network mode bridge, not {mode}")
-    if (ip or mac) and not net:
-        raise VxrayError("--ip/--mac need --net")
+    if (ip or mac or ip6) and not net:
+        raise VxrayError("--ip/--ip6/--mac need --net")
     if ctx.store.container(name) is not None:
         raise VxrayError(f"container {name} already exists")
-    network = _check_attach(ctx, h, net, ip, mac) if net else None
+    network = _check_attach(ctx, h, net, ip, mac, ip6) if net else None
     if mode in ("bridge", "none") and h.has_netns(h.ns_name(name)):
         raise VxrayError(f"namespace {h.ns_name(name)} already exists on host {h.name}")
 
@@ -79,31 +80,56 @@ def run(
         ctx.store.add_container(rec)
         undo.push(ctx.store.remove_container, name)
         if network:
-            _attach(ctx, h, rec, network, ip, mac, undo)
+            _attach(ctx, h, rec, network, ip, mac, undo, ip6=ip6)
     return rec
 
 
-def _check_attach(ctx: Context, h: Host, net: str, ip: str | None, mac: str | None) -> NetworkRecord:
+def _check_attach(
+    ctx: Context, h: Host, net: str, ip: str | None, mac: str | None, ip6: str | None = None
+) -> NetworkRecord:
     network = ctx.network(net)
     if network.host and network.host != h.name:
         raise VxrayError(f"network {net} is local to host {network.host}, not {h.name}")
     if ip:
         validate.ip_in(ip, _subnet_on(network, h.name)[0])
+    if ip6:
+        _subnet6_of(network, ip6)
     if mac:
         validate.mac(mac)
     return network
 
 
+def _subnet6_of(net: NetworkRecord, ip6: str | None) -> tuple[ipaddress.IPv6Network, str] | None:
+    """The IPv6 subnet (and its gateway) a container's address comes from: the one holding ``ip6``, else the
+    network's first; None on an IPv4-only network (where ``ip6`` is an error)."""
+    subnets = [(ipaddress.IPv6Network(s), g) for s, g in zip(net.subnets6, net.gateways6, strict=True)]
+    if ip6 is None:
+        return subnets[0] if subnets else None
+    if not subnets:
+        raise VxrayError(f"--ip6 {ip6}: network {net.name} has no IPv6 subnet")
+    addr = ipaddress.IPv6Address(validate.ipv6(ip6))
+    held = next(((n, g) for n, g in subnets if addr in n), None)
+    if held is None:
+        raise VxrayError(f"IPv6 address {ip6} is in none of network {net.name}'s subnets ({', '.join(net.subnets6)})")
+    validate.ip6_in(ip6, held[0])
+    return held
+
+
 def _attach(
     ctx: Context, h: Host, rec: ContainerRecord, net: NetworkRecord, ip: str | None, mac: str | None, undo: Undo,
-    taken: frozenset[str] = frozenset(),
+    taken: frozenset[str] = frozenset(), ip6: str | None = None,
 ) -> Endpoint:  # fmt: skip
-    """Give ``rec`` an interface on ``net``: the lowest ``eth<n>`` not in ``taken`` (its other interfaces)."""
+    """Give ``rec`` an interface on ``net``: the lowest ``eth<n>`` not in ``taken`` (its other interfaces);
+    on a dual-stack network an IPv6 address too (``ip6``, or the first free of its first IPv6 subnet)."""
     if rec.netns is None:
         raise VxrayError(f"container {rec.name} uses the host's network: it cannot join network {net.name}")
     subnet, gateway = _subnet_on(net, h.name)
     ip = ctx.store.claim_ip(replace(net, subnet=str(subnet)), rec.name, ip)
     undo.push(ctx.store.release_ip, net.name, ip)
+    v6 = _subnet6_of(net, ip6)
+    if v6 is not None:
+        ip6 = ctx.store.claim_ip(replace(net, subnet=str(v6[0])), rec.name, ip6 and validate.ipv6(ip6))
+        undo.push(ctx.store.release_ip, net.name, ip6)
     mac = validate.mac(mac) if mac else mac_for(ip)
     ifname = next(f"eth{n}" for n in range(len(taken) + 1) if f"eth{n}" not in taken)
     outside = host_ifname(rec.name, net.name)
@@ -122,7 +148,11 @@ def _attach(
         rtnl_edit.add_address(nl, idx, ip, prefix)
         if net.driver in ("bridge", "flannel") and not net.internal and not rtnl_edit.has_default_route(nl):
             rtnl_edit.add_route(nl, "0.0.0.0", 0, gateway)  # the first network's gateway, as Docker
-    ep = Endpoint(rec.name, net.name, h.name, ifname, mac, ip, outside)
+        if v6 is not None and ip6 is not None:
+            rtnl_edit.add_address(nl, idx, ip6, v6[0].prefixlen)
+            if net.driver == "bridge" and not net.internal and not rtnl_edit.has_default_route(nl, ipv6=True):
+                rtnl_edit.add_route(nl, "::", 0, v6[1])
+    ep = Endpoint(rec.name, net.name, h.name, ifname, mac, ip, outside, ip6 if v6 is not None else None)
     ctx.store.add_endpoint(ep)
     undo.push(ctx.store.remove_endpoint, net.name, rec.name)
     return ep
@@ -180,15 +210,17 @@ def _macvlan(h: Host, rec: ContainerRecord, net: NetworkRecord, outside: str, if
         ipr.link("set", index=index_of(ipr, outside, rec.netns), ifname=ifname)
 
 
-def connect(ctx: Context, net: str, container: str, ip: str | None = None, mac: str | None = None) -> Endpoint:
+def connect(
+    ctx: Context, net: str, container: str, ip: str | None = None, mac: str | None = None, ip6: str | None = None
+) -> Endpoint:
     rec = ctx.container(container)
     h = ctx.host(rec.host)
     if any(e.container == container for e in ctx.store.endpoints(net)):
         raise VxrayError(f"container {container} is already connected to network {net}")
-    network = _check_attach(ctx, h, net, ip, mac)
+    network = _check_attach(ctx, h, net, ip, mac, ip6)
     with Undo() as undo:
         taken = frozenset(e.ifname for e in ctx.store.endpoints() if e.container == container)
-        return _attach(ctx, h, rec, network, ip, mac, undo, taken)
+        return _attach(ctx, h, rec, network, ip, mac, undo, taken, ip6)
 
 
 def disconnect(ctx: Context, net: str, container: str) -> None:
@@ -202,6 +234,8 @@ def disconnect(ctx: Context, net: str, container: str) -> None:
     if rec.netns and h.has_netns(rec.netns):
         delete_link(h, ep.ifname, rec.netns)
     ctx.store.release_ip(net, ep.ip)
+    if ep.ip6:
+        ctx.store.release_ip(net, ep.ip6)
     ctx.store.remove_endpoint(net, container)
 
 
@@ -228,11 +262,25 @@ def address_seen_from(endpoints: list[Endpoint], target: str, source: str | None
     return next((e.ip for e in eps if e.network in mine), eps[0].ip if eps else None)
 
 
+def address6_seen_from(endpoints: list[Endpoint], target: str, source: str) -> str | None:
+    """The IPv6 address ``source`` reaches ``target`` at: on a dual-stack network both are on (None: none).
+    Unlike IPv4 there is no fallback to another network: a container that has no IPv6 address itself has
+    no IPv6 route to anywhere."""
+    mine = {e.network for e in endpoints if e.container == source and e.ip6}
+    eps = sorted((e for e in endpoints if e.container == target and e.ip6 and e.network in mine), key=_by_ifname)
+    return eps[0].ip6 if eps else None
+
+
+def _by_ifname(ep: Endpoint) -> str:
+    return ep.ifname
+
+
 def container_list(ctx: Context) -> list[dict[str, Any]]:
     eps = ctx.store.endpoints()
     return [
         {"name": c.name, "host": c.host, "mode": c.mode, "netns": c.netns,
-         "networks": {e.network: e.ip for e in eps if e.container == c.name}}
+         "networks": {e.network: e.ip for e in eps if e.container == c.name},
+         "networks6": {e.network: e.ip6 for e in eps if e.container == c.name and e.ip6}}
         for c in sorted(ctx.store.containers(), key=lambda c: c.name)
     ]  # fmt: skip
 
@@ -243,7 +291,7 @@ def inspect(ctx: Context, name: str) -> dict[str, Any]:
         "name": rec.name, "host": rec.host, "netns": rec.netns, "mode": rec.mode,
         "ports": [f"{p.host_port}:{p.port}/{p.proto}" for p in rec.ports],
         "networks": {
-            e.network: {"interface": e.ifname, "mac": e.mac, "ip": e.ip, "bridge_side": e.host_ifname}
+            e.network: {"interface": e.ifname, "mac": e.mac, "ip": e.ip, "ip6": e.ip6, "bridge_side": e.host_ifname}
             for e in ctx.store.endpoints() if e.container == name
         },
     }  # fmt: skip

@@ -1,21 +1,24 @@
-"""Static FDB and ARP entries: the field notes' repair, by hand or for a whole overlay.
+"""Static FDB and ARP/NDP entries: the field notes' repair, by hand or for a whole overlay.
 
 ``bridge fdb add <remote mac> dev vxlan1 dst <remote host ip>`` in the sandbox and
 ``arp -s <remote ip> <remote mac>`` in the container make a cross-host ping work
 when the underlay has no multicast. ``fdb sync`` programs, on every host, what the
 store's endpoints call for — the remote MACs on ``vxlan1`` with their VTEP, and
 their IPs in the sandbox's neighbour table where the VXLAN device's ARP proxy
-answers from — which is what Docker's overlay driver does by itself.
+answers from — which is what Docker's overlay driver does by itself. On a
+dual-stack overlay the same proxy answers IPv6 neighbour solicitations from the
+IPv6 entries (``ip -6 neigh``) beside them.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 from backend import validate
 from backend.errors import VxrayError
 from backend.hosts import Host, NetnsHost, index_of
-from backend.ops import docker_overlay
+from backend.ops import docker_overlay, flannel
 from backend.ops.changes import FLOOD_MAC, Change, apply
 from backend.ops.context import LOCAL, Context
 from backend.ops.sandbox import SANDBOX_VXLAN, sandbox_name
@@ -71,7 +74,7 @@ def arp(
 ) -> Change:  # fmt: skip
     if action not in ("add", "del"):
         raise VxrayError(f"invalid arp action {action!r}: add or del")
-    ip = validate.ipv4(ip)
+    ip = validate.ip(ip)
     if action == "add" and mac is None:
         raise VxrayError("arp add needs a MAC address")
     mac = validate.mac(mac) if mac else "00:00:00:00:00:00"
@@ -91,12 +94,12 @@ def arp(
 
 
 def _device_for(h: Host, ns: str | None, ip: str) -> str:
-    """The device whose subnet holds ``ip`` — where the kernel would ARP for it."""
-    addr = ipaddress.IPv4Address(ip)
+    """The device whose subnet holds ``ip`` — where the kernel would ARP (or solicit, for IPv6) for it."""
+    addr = ipaddress.ip_address(ip)
     with h.ipr(ns) as ipr:
-        for a in ipr.get_addr(family=2):
-            net = ipaddress.IPv4Network(f"{a.get('address')}/{a['prefixlen']}", strict=False)
-            if addr in net:
+        for a in ipr.get_addr(family=socket.AF_INET6 if addr.version == 6 else socket.AF_INET):
+            net = ipaddress.ip_network(f"{a.get('address')}/{a['prefixlen']}", strict=False)
+            if addr in net and not (addr.version == 6 and net.is_link_local):  # fe80::/64 is on every device
                 return ipr.get_links(a["index"])[0].get("ifname")
     raise VxrayError(f"no device in {ns or f'host {h.name}'} has a subnet holding {ip}: give `dev DEV`")
 
@@ -120,6 +123,8 @@ def sync_plan(ctx: Context, network: str) -> list[Change]:
             if ep.host != name:
                 plan.append(Change(name, ns, "fdb", "replace", ep.mac, SANDBOX_VXLAN, dst=vteps[ep.host]))
                 plan.append(Change(name, ns, "neigh", "replace", ep.mac, SANDBOX_VXLAN, ip=ep.ip))
+                if ep.ip6:
+                    plan.append(Change(name, ns, "neigh", "replace", ep.mac, SANDBOX_VXLAN, ip=ep.ip6))
     return plan
 
 
@@ -129,8 +134,12 @@ def docker_host(ctx: Context, engine: docker_overlay.Engine) -> Host:
 
 
 def sync(ctx: Context, network: str, dry_run: bool = False) -> list[Change]:
-    """Program every host's sandbox for ``network`` (the store's; else Docker's, from its Engine API)."""
-    docker = ctx.store.network(network) is None
+    """Program every host's sandbox for ``network`` (the store's; else Docker's, from its Engine API); on a flannel
+    network, every host's routes, ARP and FDB entries for the other hosts' leases (``flannel.sync``)."""
+    rec = ctx.store.network(network)
+    if rec is not None and rec.driver == "flannel":
+        return flannel.sync(ctx, rec, dry_run)  # type: ignore[return-value]  # its routes print as Changes do
+    docker = rec is None
     plan = docker_overlay.sync_plan(ctx, network) if docker else sync_plan(ctx, network)
     engines = {e.name: e for e in docker_overlay.engines(ctx)} if docker else {}
     if not dry_run:

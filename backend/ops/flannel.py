@@ -8,24 +8,35 @@ route to that host's lease via its ``flannel.<VNI>`` address (onlink), a permane
 neighbour entry giving that address the remote device's MAC, and an FDB entry
 sending the MAC to the remote VTEP. Packets are routed, not bridged, between
 hosts — so ``ip_forward`` and the FORWARD chain decide, as in the field notes.
+
+With ``-o etcd=etcd://HOST:2379[,…]/coreos.com/network`` the network's desired
+state is flannel's own: the leases flanneld keeps in etcd
+(``backend.store.flannel_layout``), which ``fdb sync`` programs and the doctor
+checks the hosts against; without it, the leases vxray gave (``layout``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+from dataclasses import dataclass
+from typing import Any
 
 from pyroute2 import NetlinkError
 
 from backend import validate
 from backend.errors import VxrayError
 from backend.hosts import Host, index_of, kernel_error
+from backend.ops.changes import Change, apply
 from backend.ops.context import Context
 from backend.ops.hostops import enable_forwarding
 from backend.ops.rules import Rules
 from backend.ops.sandbox import delete_link
 from backend.ops.txn import Undo
-from backend.records import NetworkRecord
+from backend.records import HostRecord, NetworkRecord
+from backend.shellwords import shell_line
+from backend.store import flannel_layout
+from backend.store.flannel_layout import Layout, Lease
 
 FLANNEL_PORT = 8472  # the kernel's default VXLAN port, which flannel keeps
 LEASE_PREFIX = 24
@@ -162,3 +173,69 @@ def remove(ctx: Context, rec: NetworkRecord) -> None:
             rules.delete(table, chain, spec)
         delete_link(h, device(rec), None)
         delete_link(h, rec.options["bridge_name"], None)
+
+
+def layout(rec: NetworkRecord, hosts: list[HostRecord]) -> Layout:
+    """The network as flannel keeps it: read from flannel's etcd when the network names one (``-o etcd=``),
+    else the leases vxray gave, each with its host's VTEP and the MAC vxray gave its ``flannel.<VNI>``."""
+    if "etcd" in rec.options:
+        return flannel_layout.read(rec.name, rec.options["etcd"])
+    vteps = {h.name: h.vtep for h in hosts}
+    found = tuple(Lease(str(lease), vtep, vtep_mac(rec, host), f"leases={host}")
+                  for host, lease in leases(rec).items() if (vtep := vteps.get(host)))  # fmt: skip
+    return Layout(rec.name, "", rec.subnet, rec.vni or 1, FLANNEL_PORT, found)
+
+
+@dataclass(frozen=True)
+class RouteChange:
+    """flanneld's route to a remote lease: via the lease's network address, onlink, on ``flannel.<VNI>``."""
+
+    host: str
+    dst: str
+    via: str
+    dev: str
+    netns: str | None = None
+    kind: str = "route"
+
+    @property
+    def command(self) -> str:
+        return shell_line("ip", "route", "replace", self.dst, "via", self.via, "dev", self.dev, "onlink")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "netns": None, "kind": "route", "action": "replace", "dst": self.dst,
+                "via": self.via, "dev": self.dev, "command": self.command}  # fmt: skip
+
+
+def sync_plan(ctx: Context, rec: NetworkRecord) -> list[Change | RouteChange]:
+    """What flanneld programs on every host of the network for every other host's lease: the ARP entry of the
+    lease's network address, the FDB entry of its VtepMAC, the route to its subnet."""
+    own = {host: str(lease) for host, lease in leases(rec).items()}
+    hosts = [h for h in ctx.store.hosts() if h.vtep and h.name in own]
+    want = layout(rec, ctx.store.hosts())
+    plan: list[Change | RouteChange] = []
+    for h in sorted(hosts, key=lambda h: h.name):
+        for lease in want.leases:  # its own lease is the host's, whatever PublicIP a stale copy in etcd says
+            if lease.public_ip == h.vtep or lease.subnet == own[h.name] or lease.vtep_mac is None:
+                continue
+            via = str(ipaddress.IPv4Network(lease.subnet).network_address)
+            plan += [Change(h.name, None, "neigh", "replace", lease.vtep_mac, want.device, ip=via),
+                     Change(h.name, None, "fdb", "replace", lease.vtep_mac, want.device, dst=lease.public_ip),
+                     RouteChange(h.name, lease.subnet, via, want.device)]  # fmt: skip
+    return plan
+
+
+def sync(ctx: Context, rec: NetworkRecord, dry_run: bool = False) -> list[Change | RouteChange]:
+    """``fdb sync`` on a flannel network: the plan, applied unless ``dry_run``."""
+    plan = sync_plan(ctx, rec)
+    for change in [] if dry_run else plan:
+        h = ctx.host(change.host)
+        if isinstance(change, Change):
+            apply(h, change)
+            continue
+        with h.ipr() as ipr:
+            try:
+                ipr.route("replace", dst=change.dst, gateway=change.via, oif=index_of(ipr, change.dev, h.name),
+                          flags=RTNH_F_ONLINK)  # fmt: skip
+            except NetlinkError as exc:
+                raise kernel_error(exc, f"cannot program the route to {change.dst} on host {h.name}") from None
+    return plan

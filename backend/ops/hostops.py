@@ -23,7 +23,8 @@ from backend.ops.txn import Undo
 from backend.records import HostRecord
 from backend.shellwords import shell_line
 
-SETTINGS = ("ip_forward=0|1", "rp_filter=0|1|2", "forward_policy=ACCEPT|DROP", "udp.PORT=drop|accept", "mtu.DEV=N")
+SETTINGS = ("ip_forward=0|1", "ip6_forward=0|1", "rp_filter=0|1|2", "forward_policy=ACCEPT|DROP",
+            "udp.PORT=drop|accept", "mtu.DEV=N")  # fmt: skip
 
 
 def add(ctx: Context, name: str, netns: str | None = None, vtep: str | None = None) -> HostRecord:
@@ -61,8 +62,8 @@ def _parse_setting(item: str) -> tuple[str, str, str | int]:
     key, eq, value = item.partition("=")
     if not eq:
         raise VxrayError(f"invalid setting {item!r}: KEY=VALUE, one of {', '.join(SETTINGS)}")
-    if key in ("ip_forward", "rp_filter"):
-        allowed = ("0", "1") if key == "ip_forward" else ("0", "1", "2")
+    if key in SYSCTLS:
+        allowed = ("0", "1", "2") if key == "rp_filter" else ("0", "1")
         if value not in allowed:
             raise VxrayError(f"invalid {key} {value!r}: {' or '.join(allowed)}")
         return "sysctl", key, value
@@ -80,8 +81,15 @@ def _parse_setting(item: str) -> tuple[str, str, str | int]:
     raise VxrayError(f"unknown setting {key!r}: one of {', '.join(SETTINGS)}")
 
 
+SYSCTLS = {  # setting -> its sysctl; ip6_forward: dual-stack bridges route IPv6 only with it
+    "ip_forward": "net.ipv4.ip_forward",
+    "ip6_forward": "net.ipv6.conf.all.forwarding",
+    "rp_filter": "net.ipv4.conf.all.rp_filter",
+}
+
+
 def _sysctl_path(key: str) -> str:
-    return "/proc/sys/net/ipv4/ip_forward" if key == "ip_forward" else "/proc/sys/net/ipv4/conf/all/rp_filter"
+    return "/proc/sys/" + SYSCTLS[key].replace(".", "/")
 
 
 def _write(path: str, value: str) -> None:
@@ -120,8 +128,7 @@ def _apply(h: Host, kind: str, arg: str, value: str | int, undo: Undo) -> str | 
             return None
         h.call_in(lambda: _write(path, str(value)))
         undo.push(lambda: h.call_in(lambda: _write(path, old)))
-        key = "ip_forward" if arg == "ip_forward" else "conf.all.rp_filter"
-        return shell_line("sysctl", "-w", f"net.ipv4.{key}={value}")
+        return shell_line("sysctl", "-w", f"{SYSCTLS[arg]}={value}")
     rules = Rules(h, undo)
     if kind == "policy":
         if rules.policy("filter", arg) == value:
@@ -152,6 +159,9 @@ def _set_mtu(h: Host, ifname: str, mtu: int) -> None:
         ipr.link("set", index=index_of(ipr, ifname, f"host {h.name}"), mtu=mtu)
 
 
-def enable_forwarding(h: Host, undo: Undo) -> None:
-    """Containers behind a bridge reach other hosts only if the host forwards (Docker and flannel set it too)."""
+def enable_forwarding(h: Host, undo: Undo, ipv6: bool = False) -> None:
+    """Containers behind a bridge reach other hosts only if the host forwards (Docker and flannel set it too);
+    ``ipv6``: IPv6 forwarding as well, for a dual-stack bridge (Docker sets it when a network has IPv6)."""
     _apply(h, "sysctl", "ip_forward", "1", undo)
+    if ipv6:
+        _apply(h, "sysctl", "ip6_forward", "1", undo)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -23,24 +24,26 @@ from backend.ops.containers import disconnect
 from backend.ops.context import Context
 from backend.ops.hostops import enable_forwarding
 from backend.ops.rules import Rules
-from backend.ops.sandbox import delete_link, sandbox_name, set_vni, vxlan_vni
+from backend.ops.sandbox import add_gateways6, delete_link, sandbox_name, set_vni, vxlan_vni
 from backend.ops.txn import Undo
 from backend.records import Endpoint, NetworkRecord
 from backend.rtnl import read_links
+from backend.store.flannel_layout import check_url
 
 DRIVERS = ("bridge", "overlay", "macvlan", "flannel")
 OPTIONS = {"bridge": {"bridge_name", "nic"}, "overlay": set(), "macvlan": {"parent", "macvlan_mode"},
-           "flannel": {"bridge_name", "leases"}}  # fmt: skip
+           "flannel": {"bridge_name", "leases", "etcd"}}  # fmt: skip
 SPANNING = ("overlay", "flannel")  # on every host, not one
 MACVLAN_MODES = ("bridge", "private", "vepa", "passthru")
+DUAL_STACK = ("bridge", "overlay", "macvlan")  # flannel's vxlan backend leases IPv4 only, as flanneld's default
 
 
 def create(
     ctx: Context,
     name: str,
     driver: str,
-    subnet: str,
-    gateway: str | None = None,
+    subnet: str | Sequence[str],
+    gateway: str | Sequence[str] | None = None,
     vni: str | None = None,
     mtu: str | None = None,
     learning: bool = False,
@@ -48,7 +51,10 @@ def create(
     options: dict[str, str] | None = None,
     host: str | None = None,
 ) -> NetworkRecord:
-    """Validate everything, then claim in the store and build in the kernel — or nothing at all."""
+    """Validate everything, then claim in the store and build in the kernel — or nothing at all.
+
+    ``subnet`` is one IPv4 subnet, or that and IPv6 subnets beside it (``--subnet`` repeated, as
+    ``docker network create --ipv6``); ``gateway`` one or more addresses, each in one of them."""
     validate.name(name, "network name")
     if driver not in DRIVERS:
         raise VxrayError(f"invalid driver {driver!r}: one of {', '.join(DRIVERS)}")
@@ -56,8 +62,14 @@ def create(
     unknown = set(options) - OPTIONS[driver]
     if unknown:
         raise VxrayError(f"unknown option {sorted(unknown)[0]!r} for driver {driver}")
-    net = validate.cidr(subnet)
-    gw = validate.ip_in(gateway, net) if gateway else str(next(net.hosts()))
+    net, gw, v6 = plan_subnets(
+        [subnet] if isinstance(subnet, str) else list(subnet),
+        [] if gateway is None else [gateway] if isinstance(gateway, str) else list(gateway),
+    )
+    if v6 and driver not in DUAL_STACK:
+        raise VxrayError(f"IPv6 subnet {v6[0][0]}: {driver} networks are IPv4 only ({', '.join(DUAL_STACK)} take IPv6)")
+    if v6 and "nic" in options:
+        raise VxrayError(f"IPv6 subnet {v6[0][0]}: a bridge on -o nic= takes over the NIC's IPv4 addresses only")
     if vni is not None and driver not in SPANNING:
         raise VxrayError(f"--vni {vni} is only for overlay and flannel networks")
     wanted_vni = validate.vni(vni) if vni is not None else (1 if driver == "flannel" else None)
@@ -78,18 +90,24 @@ def create(
     if driver == "flannel":
         options.setdefault("bridge_name", "cni0")
         validate.ifname(options["bridge_name"])
+        if "etcd" in options:  # flannel's own leases in etcd are then the desired state (fdb sync, doctor)
+            check_url(options["etcd"])
         chosen = flannel.plan_leases(ctx, NetworkRecord(name, net_id, driver, str(net), gw), options.get("leases", ""))
         options["leases"] = ",".join(f"{host}={lease}" for host, lease in chosen.items())
     with Undo() as undo:
-        ctx.store.claim_subnet(net, name, "overlay" if driver in SPANNING else h.name)
-        undo.push(ctx.store.release_subnet, name)
+        scope = "overlay" if driver in SPANNING else h.name
+        ctx.store.claim_subnet(net, name, scope)
+        undo.push(ctx.store.release_subnet, name)  # all of the network's claims, the IPv6 ones below too
+        for n, _ in v6:
+            ctx.store.claim_subnet(n, name, scope)
         the_vni = None
         if driver in SPANNING:
             the_vni = ctx.store.claim_vni(wanted_vni, name)
             undo.push(ctx.store.release_vni, the_vni)
         rec = NetworkRecord(
             name, net_id, driver, str(net), gw, host=h.name if h else None, vni=the_vni, mtu=the_mtu,
-            internal=internal, learning=learning, options=options,
+            internal=internal, learning=learning, options=options, subnets6=tuple(str(n) for n, _ in v6),
+            gateways6=tuple(g for _, g in v6),
         )  # fmt: skip
         undo.push(ctx.store.release_all_ips, name)
         if driver == "flannel":  # each lease: its network address on flannel.<VNI>, its first on the bridge
@@ -98,6 +116,8 @@ def create(
                 ctx.store.claim_ip(rec, f"gateway {host}", str(lease.network_address + 1))
         else:
             ctx.store.claim_ip(rec, "gateway", gw)
+        for n, g in v6:
+            ctx.store.claim_ip(replace(rec, subnet=str(n)), "gateway", g)
         for ip in _nic_addresses(h, rec):  # the host keeps its own address on the LAN
             if ipaddress.IPv4Address(ip) in net and ip != gw:
                 ctx.store.claim_ip(rec, f"host {h.name}", ip)
@@ -110,6 +130,45 @@ def create(
         elif driver == "flannel":
             flannel.build(ctx, rec, undo)
     return rec
+
+
+Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def plan_subnets(
+    subnets: list[str], gateways: list[str]
+) -> tuple[ipaddress.IPv4Network, str, list[tuple[ipaddress.IPv6Network, str]]]:
+    """The IPv4 subnet and its gateway, and each IPv6 subnet with its gateway (default: the subnet's first
+    address, as Docker's). One IPv4 subnet is required — the model's addresses, MACs and routes start from
+    it — and IPv6 subnets may not repeat or overlap; each gateway belongs to exactly one subnet."""
+    nets: list[Subnet] = []
+    for text in subnets:
+        n = validate.subnet(text)
+        for other in nets:
+            if other.version == n.version and other.overlaps(n):  # type: ignore[arg-type]
+                raise VxrayError(f"subnet {n} given twice" if other == n else f"subnet {n} overlaps {other}")
+        nets.append(n)
+    v4 = [n for n in nets if isinstance(n, ipaddress.IPv4Network)]
+    if len(v4) != 1:
+        given = ", ".join(map(str, v4)) or "none"
+        raise VxrayError(f"a network takes exactly one IPv4 subnet, beside any IPv6 ones (given: {given})")
+    chosen: dict[Subnet, str] = {}
+    for text in gateways:
+        owner = next((n for n in nets if _holds(n, text)), None)
+        if owner is None:
+            raise VxrayError(f"gateway {text} is not a usable address of any subnet ({', '.join(map(str, nets))})")
+        if owner in chosen:
+            raise VxrayError(f"subnet {owner} has two gateways: {chosen[owner]} and {text}")
+        chosen[owner] = validate.ip_in(text, owner) if owner.version == 4 else validate.ip6_in(text, owner)
+    first = {n: chosen.get(n) or str(next(n.hosts())) for n in nets}
+    return v4[0], first[v4[0]], [(n, first[n]) for n in nets if isinstance(n, ipaddress.IPv6Network)]
+
+
+def _holds(net: Subnet, address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address) in net
+    except ValueError:
+        raise VxrayError(f"invalid gateway address {address!r}") from None
 
 
 def _check_free_device(h: Host, ifname: str | None) -> None:
@@ -216,14 +275,14 @@ def _build_macvlan_parent(ctx: Context, h: Host, rec: NetworkRecord, undo: Undo)
 ISOLATION_1, ISOLATION_2 = "DOCKER-ISOLATION-STAGE-1", "DOCKER-ISOLATION-STAGE-2"
 
 
-def _bridge_rules(rec: NetworkRecord) -> list[tuple[str, str, list[str]]]:
-    """The rules Docker writes for a bridge network.
+def _bridge_rules(rec: NetworkRecord, ipv6: bool = False) -> list[tuple[str, str, list[str]]]:
+    """The rules Docker writes for a bridge network (``ipv6``: the ip6tables twins for its IPv6 subnets).
 
     The isolation rules are inserted at the top of their chains: a packet that
     enters from one user bridge and leaves by another is dropped, which is why
     containers on two bridges cannot talk until ``network connect``.
     """
-    br, subnet = rec.options["bridge_name"], rec.subnet
+    br = rec.options["bridge_name"]
     if rec.internal:
         return [
             ("filter", "FORWARD", ["-i", br, "!", "-o", br, "-j", "DROP"]),
@@ -232,7 +291,10 @@ def _bridge_rules(rec: NetworkRecord) -> list[tuple[str, str, list[str]]]:
     return [
         ("filter", ISOLATION_1, ["-i", br, "!", "-o", br, "-j", ISOLATION_2]),
         ("filter", ISOLATION_2, ["-o", br, "-j", "DROP"]),
-        ("nat", "POSTROUTING", ["-s", subnet, "!", "-o", br, "-j", "MASQUERADE"]),
+        *(
+            ("nat", "POSTROUTING", ["-s", subnet, "!", "-o", br, "-j", "MASQUERADE"])
+            for subnet in (rec.subnets6 if ipv6 else (rec.subnet,))
+        ),
         ("filter", "FORWARD", ["-o", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"]),
         ("filter", "FORWARD", ["-o", br, "-j", "DOCKER"]),
         ("filter", "FORWARD", ["-i", br, "!", "-o", br, "-j", "ACCEPT"]),
@@ -257,20 +319,22 @@ def _build_bridge(h: Host, rec: NetworkRecord, undo: Undo) -> None:
     if "nic" in rec.options:
         _enslave_nic(h, rec, undo)
         return  # containers sit on the LAN itself: no NAT, nothing to forward
-    enable_forwarding(h, undo)
-    rules = Rules(h, undo)
-    if not rec.internal:
-        for chain in ("DOCKER", ISOLATION_1, ISOLATION_2):
-            rules.ensure_chain("filter", chain)
-        rules.ensure("filter", "FORWARD", ["-j", ISOLATION_1], insert=True)
-    for table, chain, spec in _bridge_rules(rec):
-        rules.add(table, chain, spec, insert=chain.startswith("DOCKER-ISOLATION"))
+    add_gateways6(h, None, idx, rec)
+    enable_forwarding(h, undo, ipv6=bool(rec.subnets6))
+    for ipv6 in (False, True) if rec.subnets6 else (False,):
+        rules = Rules(h, undo, ipv6)
+        if not rec.internal:
+            for chain in ("DOCKER", ISOLATION_1, ISOLATION_2):
+                rules.ensure_chain("filter", chain)
+            rules.ensure("filter", "FORWARD", ["-j", ISOLATION_1], insert=True)
+        for table, chain, spec in _bridge_rules(rec, ipv6):
+            rules.add(table, chain, spec, insert=chain.startswith("DOCKER-ISOLATION"))
 
 
 def network_list(ctx: Context) -> list[dict[str, Any]]:
     return [
         {"name": n.name, "id": n.id[:12], "driver": n.driver, "subnet": n.subnet, "gateway": n.gateway,
-         "vni": n.vni, "mtu": n.mtu, "host": n.host}
+         "vni": n.vni, "mtu": n.mtu, "host": n.host, "subnets6": list(n.subnets6), "gateways6": list(n.gateways6)}
         for n in sorted(ctx.store.networks(), key=lambda n: n.name)
     ]  # fmt: skip
 
@@ -280,7 +344,7 @@ def inspect(ctx: Context, name: str) -> dict[str, Any]:
     endpoints: dict[str, list[dict[str, str]]] = {}
     for ep in sorted(ctx.store.endpoints(name), key=lambda e: e.container):
         endpoints.setdefault(ep.host, []).append(
-            {"container": ep.container, "interface": ep.ifname, "mac": ep.mac, "ip": ep.ip}
+            {"container": ep.container, "interface": ep.ifname, "mac": ep.mac, "ip": ep.ip, "ip6": ep.ip6}
         )
     return {**asdict(rec), "endpoints": endpoints}
 
@@ -304,9 +368,10 @@ def remove(ctx: Context, name: str, force: bool = False) -> None:
             _move_ip(h, rec.options["bridge_name"], rec.options["nic"], Undo())
             _nomaster(h, rec.options["nic"])
         else:
-            rules = Rules(h, Undo())
-            for table, chain, spec in _bridge_rules(rec):
-                rules.delete(table, chain, spec)
+            for ipv6 in (False, True) if rec.subnets6 else (False,):
+                rules = Rules(h, Undo(), ipv6)
+                for table, chain, spec in _bridge_rules(rec, ipv6):
+                    rules.delete(table, chain, spec)
         delete_link(h, rec.options["bridge_name"], None)
     elif rec.driver == "flannel":
         flannel.remove(ctx, rec)
@@ -363,10 +428,12 @@ def _flush_route_cache(ctx: Context, ep: Endpoint) -> None:
     """``ip route flush cache`` in the container: a path MTU learnt from an ICMP "fragmentation
     needed" while the underlay MTU was wrong would otherwise outlive the fix by ten minutes."""
     netns = ctx.container(ep.container).netns
+    families = ("ipv4", "ipv6") if ep.ip6 else ("ipv4",)  # IPv6 keeps its path MTUs in its own cache
 
     def flush() -> None:
-        with open("/proc/sys/net/ipv4/route/flush", "w") as f:
-            f.write("1")
+        for family in families:
+            with open(f"/proc/sys/net/{family}/route/flush", "w") as f:
+                f.write("1")
 
     ctx.host(ep.host).call_in(flush, netns)
 

@@ -28,12 +28,15 @@ def iptables_for(host: Host) -> str:
 
 
 class Rules:
-    """iptables commands on one host, through one back-end, undone on failure."""
+    """iptables commands on one host, through one back-end, undone on failure; ``ipv6``: ip6tables of the
+    same back-end (a host runs one back-end for both families, as Docker's and Debian's defaults do)."""
 
-    def __init__(self, host: Host, undo: Undo) -> None:
+    def __init__(self, host: Host, undo: Undo, ipv6: bool = False) -> None:
         self.host = host
         self.undo = undo
         self.cmd = iptables_for(host)
+        if ipv6:
+            self.cmd = self.cmd.replace("iptables", "ip6tables", 1)
 
     def _ipt(self, *args: str, check: bool = True) -> bool:
         proc = self.host.run([self.cmd, "-w", *args])

@@ -12,6 +12,7 @@ import ipaddress
 
 from pyroute2 import NetlinkError
 
+from backend import netlink, rtnl_edit
 from backend.errors import VxrayError
 from backend.hosts import Host, index_of, kernel_error
 from backend.ops.txn import Undo
@@ -50,8 +51,21 @@ def ensure_sandbox(h: Host, rec: NetworkRecord, undo: Undo) -> str:
         ipr.link("set", index=br, mtu=rec.mtu)
         ipr.addr("add", index=br, address=rec.gateway, prefixlen=prefix)
         ipr.link("set", index=br, state="up")
+    add_gateways6(h, sandbox, br, rec)
     _add_vxlan(h, rec, rec.vni, underlay, sandbox, undo)
     return sandbox
+
+
+def add_gateways6(h: Host, netns: str | None, index: int, rec: NetworkRecord) -> None:
+    """A dual-stack network's IPv6 gateways on its bridge (``nodad``: the store made them unique). Undone
+    with the bridge they are on."""
+    with h.netlink(netns) as nl:
+        for subnet, gateway in zip(rec.subnets6, rec.gateways6, strict=True):
+            try:
+                rtnl_edit.add_address(nl, index, gateway, ipaddress.IPv6Network(subnet).prefixlen)
+            except netlink.NetlinkError as exc:
+                where = netns or f"host {h.name}"
+                raise VxrayError(f"cannot add IPv6 gateway {gateway} in {where}: {exc.strerror}") from None
 
 
 def _underlay_index(h: Host) -> int:

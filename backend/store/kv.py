@@ -1,6 +1,6 @@
-"""The key-value contract both store back-ends keep.
+"""The key-value contract every store back-end keeps (embedded, consul, etcd).
 
-Modelled on consul's KV API, the stricter of the two: every key has a modify
+Modelled on consul's KV API, the strictest of them: every key has a modify
 index, and a write or delete can be made conditional on it (check-and-set), with
 ``cas=0`` meaning "only if the key does not exist". That is all allocation needs
 to be safe when two hosts create at once.
