@@ -79,11 +79,6 @@ async def app_screens(view_path: str) -> None:
         app.action_show_tab("Trace")
         await pilot.pause(0.2)
         save(app, "app-trace-delivered")
-        app.action_show_tab("Changes")  # what the fix wrote, as the netlink monitor saw it
-        while not app.query_one("#changes").row_count:
-            await pilot.pause(0.2)
-        await pilot.pause(0.5)
-        save(app, "app-changes")
         sandbox = "vxlan1@prod@yy3"
         pinger = subprocess.Popen(["ip", "netns", "exec", f"{NAME}.yy3-vm33", "ping", "-i", "0.2", "172.21.0.1"],
                                   stdout=subprocess.DEVNULL)  # fmt: skip
@@ -98,6 +93,25 @@ async def app_screens(view_path: str) -> None:
         await pilot.resize_terminal(170, 40)  # wide: the steps beside the drawing, the path in green
         await pilot.pause(0.5)
         save(app, "app-trace-wide")
+
+
+async def changes_screen(solution: tuple[str, ...]) -> None:
+    """The live app's Changes view while the scenario's fix runs: what it wrote, as the netlink monitor saw it."""
+    from tui.app import VxrayApp
+    from tui.context import Invocation
+    from tui.source import live
+
+    app = VxrayApp(live(Invocation()))
+    async with app.run_test(size=APP_SIZE) as pilot:
+        while app.snapshot is None:
+            await pilot.pause(0.1)
+        app.action_show_tab("Changes")
+        await pilot.pause(1.0)  # the monitor arms after the first snapshot
+        await asyncio.to_thread(lambda: [vxray(shlex.split(line)) for line in solution])
+        while app.query_one("#changes").row_count < 4:
+            await pilot.pause(0.2)
+        await pilot.pause(1.0)
+        save(app, "app-changes")
 
 
 async def remote_screen(ctx: object) -> None:
@@ -141,6 +155,8 @@ async def firewall_screens() -> None:
     async with app.run_test(size=APP_SIZE) as pilot:
         while app.snapshot is None:
             await pilot.pause(0.1)
+        app.host = "yy3"  # the host whose nftables tables break the overlay
+        app.render_tables()
         app.action_show_tab("Firewall")
         await pilot.pause(0.5)
         save(app, "app-firewall")
@@ -163,8 +179,7 @@ def main() -> None:
     try:
         for stage in ("as-built", "fixed"):
             if stage == "fixed":
-                for line in spec.solution:
-                    vxray(shlex.split(line))
+                asyncio.run(changes_screen(spec.solution))
             lines = list(snapshot_lines(collect(ctx.host("yy3").scope(), docker="none"), limit=6))
             path = os.path.join(ROOT, "screenshots", f"snapshot-yy3-{stage}.svg")
             render(lines, f"vxray snapshot — host yy3, {stage}", path)

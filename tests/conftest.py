@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -114,6 +115,14 @@ def lab() -> Iterator[Lab]:
         yield registry
     finally:
         registry.close()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A state directory of the test's own (labs, the embedded store), and no store from the environment."""
+    monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
+    monkeypatch.delenv("VXRAY_STORE", raising=False)
+    return tmp_path
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -27,13 +27,6 @@ from conftest import Lab, sh
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
-    monkeypatch.delenv("VXRAY_STORE", raising=False)
-    return tmp_path
-
-
-@pytest.fixture
 def seed(lab: Lab, home: Path) -> str:
     name = f"{lab.prefix}app"
     assert main(["lab", "up", "overlay-static", "--name", name]) == 0

@@ -198,13 +198,6 @@ def test_a_file_diffed_against_machines_over_host(capsys: pytest.CaptureFixture[
     assert capsys.readouterr().out.strip() == "no changes"
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
-    monkeypatch.delenv("VXRAY_STORE", raising=False)
-    return tmp_path
-
-
 # Injected one after another into a healthy overlay-fdb-broken (its control plane's entries in place); each diff is
 # against the state just before, and must name exactly this: (host, who, kind, change, key). None: checked below.
 FAULTS: list[tuple[FaultSpec, set[tuple[str, str, str, str, str]] | None]] = [

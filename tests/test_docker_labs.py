@@ -345,15 +345,16 @@ def test_the_drawing_shows_dockers_tunnels_both_ways_with_each_hosts_vtep(
 ) -> None:
     from backend.merge import merge
     from backend.model import Labels
+    from diagnostics.graph import build
     from tui.drawing import draw, tunnels
 
     files = _files(*swarm)
     parts = [(f.split("=")[0], codec.loads(Path(f.split("file://")[1]).read_text()), Labels(), "host")
              for f in files[1::2]]  # fmt: skip
-    snap, labels = merge(parts)
-    found, strays = tunnels(snap, labels, ["dh1", "dh2"])
+    graph = build(*merge(parts))
+    found, strays = tunnels(graph, ["dh1", "dh2"])
     assert strays == [] and ("dh1", "dh2", True, True) in [(t.a, t.b, t.forward, t.back) for t in found]
-    text = "\n".join("".join(s.text for s in line) for line in draw(snap, labels))
+    text = "\n".join("".join(s.text for s in line) for line in draw(graph))
     assert "192.168.77.11" in text and "192.168.77.12" in text and "no tunnel" not in text
 
 

@@ -28,13 +28,6 @@ BROKEN = {
 HEALTHY = ["docker-modes", "bridge-isolation", "flannel-vxlan", "custom-bridge-nic", "swarm-routed"]
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
-    monkeypatch.delenv("VXRAY_STORE", raising=False)
-    return tmp_path
-
-
 def _doctor(capsys: pytest.CaptureFixture[str]) -> tuple[int, list[dict]]:
     capsys.readouterr()
     code = main(["doctor", "--json"])

@@ -97,13 +97,6 @@ CASES = {
 }  # fmt: skip
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
-    monkeypatch.delenv("VXRAY_STORE", raising=False)
-    return tmp_path
-
-
 def _nft(ns: str, ruleset: str) -> None:
     """Rules as an operator or firewalld writes them: plain ``nft -f`` in the namespace."""
     subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=ruleset, text=True, check=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cluster import Cluster
 
 from backend.codec import decode
 from backend.lab import runner, spec
@@ -22,44 +22,9 @@ VTEP = {"ha": "10.60.0.1", "hb": "10.60.0.2"}
 MAC = {"vm3": "02:42:ac:15:00:01", "vm33": "02:42:ac:15:00:02"}
 
 
-@dataclass
-class Cluster:
-    lab: Lab
-    store: str
-    ns: dict[str, str]
-
-    def vx(self, *args: str) -> int:
-        return main(["--store", self.store, *args])
-
-    def ok(self, *args: str) -> None:
-        assert self.vx(*args) == 0, f"vxray {' '.join(args)} failed"
-
-    def ctr(self, host: str, name: str) -> str:
-        return f"{self.ns[host]}-{name}"
-
-    def ping(self, netns: str, ip: str) -> bool:
-        """ping picks ICMPv6 by itself for an IPv6 address, as ``ping -6`` does."""
-        return self.lab.run(netns, "ping", "-c", "3", "-i", "0.2", "-W", "1", ip, check=False).returncode == 0
-
-    def sandbox(self, host: str) -> str:
-        return next(n for n in os.listdir("/run/netns") if n.startswith(f"{self.ns[host]}-1-"))
-
-
 @pytest.fixture
 def cluster(lab: Lab, tmp_path: Path) -> Cluster:
-    underlay = lab.netns("ul")
-    lab.ip(underlay, "link", "add", "ul0", "type", "bridge")
-    lab.ip(underlay, "link", "set", "ul0", "up")
-    ns = {}
-    for host, vtep in VTEP.items():
-        ns[host] = lab.netns(host)
-        lab.veth(ns[host], "eth0", underlay, f"ul-{host}")
-        lab.ip(underlay, "link", "set", f"ul-{host}", "master", "ul0")
-        lab.ip(ns[host], "addr", "add", f"{vtep}/24", "dev", "eth0")
-    c = Cluster(lab, f"file://{tmp_path}/store.db", ns)
-    for host, vtep in VTEP.items():
-        c.ok("host", "add", host, "--netns", ns[host], "--vtep", vtep)
-    return c
+    return Cluster.build(lab, tmp_path, VTEP)
 
 
 def _overlay(c: Cluster, *extra: str) -> None:
@@ -272,18 +237,11 @@ def test_a_lab_file_names_a_bad_dual_stack_network_on_its_subnet_line(
     assert named in str(info.value)
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
-    monkeypatch.delenv("VXRAY_STORE", raising=False)
-    return tmp_path
-
-
 def test_overlay_dualstack_scenario_is_healed_for_ping6_by_its_fix(lab: Lab, home: Path) -> None:
     name = f"{lab.prefix}ds"
     assert main(["lab", "up", "overlay-dualstack", "--name", name]) == 0
     ctx = runner.context(name)
-    pairs = runner.targets6(ctx)
+    pairs = runner.targets(ctx, 6)
     assert {(a, b): ip for (a, b), (_, ip) in pairs.items()} == {("vm3", "vm33"): "fd00:21::2",
                                                                  ("vm33", "vm3"): "fd00:21::1"}  # fmt: skip
     assert runner.reachability6(ctx) == {"vm3": {"vm33": False}, "vm33": {"vm3": False}}

@@ -28,13 +28,6 @@ SUBNETS = {"node1": "172.21.31.0/24", "node2": "172.21.55.0/24"}
 needs_etcd = pytest.mark.skipif(os.geteuid() != 0 or not have_etcd(), reason="needs root and /usr/bin/etcd")
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
-    monkeypatch.delenv("VXRAY_STORE", raising=False)
-    return tmp_path
-
-
 class Flannel:
     """The lab, its etcd, and flanneld's writes."""
 

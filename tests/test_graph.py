@@ -183,13 +183,6 @@ def _graph_of_lab(name: str) -> tuple[HostSnapshot, Graph]:
     return snap, build(snap, labels)
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
-    monkeypatch.delenv("VXRAY_STORE", raising=False)
-    return tmp_path
-
-
 @pytest.mark.skipif(not have("dot"), reason="needs Graphviz's dot")
 @pytest.mark.parametrize("scenario", NETNS_LABS)
 def test_dot_parses_the_graph_of_every_builtin_lab(scenario: str, lab: Lab, home: Path) -> None:

@@ -49,13 +49,6 @@ def test_reference_to_an_unknown_host_is_placed_on_its_line() -> None:
         parse(text, "t.toml")
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
-    monkeypatch.delenv("VXRAY_STORE", raising=False)
-    return tmp_path
-
-
 def _namespaces(prefix: str) -> list[str]:
     return sorted(n for n in os.listdir("/run/netns") if n.startswith(prefix))
 

@@ -6,10 +6,10 @@ import os
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cluster import Cluster
 
 from backend.ops.containers import host_ifname
 from tui.cli import main
@@ -19,40 +19,9 @@ from conftest import Lab, sh
 VTEP = {"ha": "10.50.0.1", "hb": "10.50.0.2"}
 
 
-@dataclass
-class Cluster:
-    lab: Lab
-    store: str
-    ns: dict[str, str]
-
-    def vx(self, *args: str) -> int:
-        return main(["--store", self.store, *args])
-
-    def ok(self, *args: str) -> None:
-        assert self.vx(*args) == 0, f"vxray {' '.join(args)} failed"
-
-    def ctr(self, host: str, name: str) -> str:
-        return f"{self.ns[host]}-{name}"
-
-    def ping(self, netns: str, ip: str) -> bool:
-        return self.lab.run(netns, "ping", "-c", "3", "-i", "0.2", "-W", "1", ip, check=False).returncode == 0
-
-
 @pytest.fixture
 def cluster(lab: Lab, tmp_path: Path) -> Cluster:
-    underlay = lab.netns("ul")
-    lab.ip(underlay, "link", "add", "ul0", "type", "bridge")
-    lab.ip(underlay, "link", "set", "ul0", "up")
-    ns = {}
-    for host, vtep in VTEP.items():
-        ns[host] = lab.netns(host)
-        lab.veth(ns[host], "eth0", underlay, f"ul-{host}")
-        lab.ip(underlay, "link", "set", f"ul-{host}", "master", "ul0")
-        lab.ip(ns[host], "addr", "add", f"{vtep}/24", "dev", "eth0")
-    c = Cluster(lab, f"file://{tmp_path}/store.db", ns)
-    for host, vtep in VTEP.items():
-        c.ok("host", "add", host, "--netns", ns[host], "--vtep", vtep)
-    return c
+    return Cluster.build(lab, tmp_path, VTEP)
 
 
 def _overlay(c: Cluster, *extra: str) -> None:
@@ -109,7 +78,7 @@ def test_learning_overlay_floods_to_every_vtep_after_sync(cluster: Cluster) -> N
     c = cluster
     _overlay(c, "--learning")
     c.ok("fdb", "sync", "prod")
-    sandbox = next(n for n in os.listdir("/run/netns") if n.startswith(f"{c.ns['ha']}-1-"))
+    sandbox = c.sandbox("ha")
     flood = c.lab.run(sandbox, "bridge", "fdb", "show", "dev", "vxlan1").stdout
     assert f"00:00:00:00:00:00 dst {VTEP['hb']}" in flood
     assert c.ping(c.ctr("ha", "vm3"), "172.21.0.2")

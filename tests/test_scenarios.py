@@ -70,13 +70,6 @@ def _every_snapshot_round_trips(name: str) -> None:
         assert snap.namespaces and codec.loads(codec.dumps(snap), host.name) == snap, host.name
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
-    monkeypatch.delenv("VXRAY_STORE", raising=False)
-    return tmp_path
-
-
 def test_every_builtin_scenario_has_an_expected_matrix() -> None:
     assert sorted(EXPECTED) == runner.builtin_names()
     broken = [n for n in runner.builtin_names() if n.endswith("-broken")]

@@ -16,13 +16,6 @@ from tui.trace_text import fix_lines
 from conftest import Lab, placeholders
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
-    monkeypatch.delenv("VXRAY_STORE", raising=False)
-    return tmp_path
-
-
 def _up(lab: Lab, scenario: str) -> str:
     name = f"{lab.prefix}{len(scenario)}"
     assert main(["lab", "up", scenario, "--name", name]) == 0

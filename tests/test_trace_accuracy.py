@@ -93,7 +93,7 @@ def _agreement(name: str, size: int | None) -> list[str]:
     world = World([snap], labels)
     # every ordered pair over IPv4, and (a dual-stack lab) over IPv6 too: (a, b, "" or " over IPv6")
     pairs = {(a, b, ""): p for (a, b), p in runner.targets(ctx).items()}
-    pairs |= {(a, b, " over IPv6"): p for (a, b), p in runner.targets6(ctx).items()}
+    pairs |= {(a, b, " over IPv6"): p for (a, b), p in runner.targets(ctx, 6).items()}
     predicted = {pair: trace(world, netns, ip, size=size, df=size is not None) for pair, (netns, ip) in pairs.items()}
     want = Desired(tuple(ctx.store.hosts()), tuple(ctx.store.networks()), tuple(ctx.store.endpoints()))
     fixes = [s.fix for t in predicted.values() for s in t.steps if s.fix]
@@ -117,13 +117,6 @@ def _agreement(name: str, size: int | None) -> list[str]:
             wrong.append(f"{a} -> {b}{v6}: live probe disagrees at step {live[a, b, v6] + 1} ({step.host} {step.dev} "
                          f"{step.table}: {step.decision})")  # fmt: skip
     return wrong
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VXRAY_HOME", str(tmp_path))
-    monkeypatch.delenv("VXRAY_STORE", raising=False)
-    return tmp_path
 
 
 def _up(spec: LabSpec, name: str) -> LabSpec:
@@ -167,7 +160,7 @@ def test_dual_stack_verdicts_agree_with_ping_and_ping6_for_each_fault(
     for line in spec.solution:
         assert main(shlex.split(line)) == 0, line
     ctx = runner.context(spec.name)
-    assert runner.targets6(ctx), "the dual-stack lab has IPv6 pairs"
+    assert runner.targets(ctx, 6), "the dual-stack lab has IPv6 pairs"
     wrong = _agreement(spec.name, size)
     runner.down(spec.name)
     assert wrong == []

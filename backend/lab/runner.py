@@ -295,40 +295,29 @@ def _ping(netns: str, ip: str, size: int | None = None) -> bool:  # an IPv6 addr
     return subprocess.run(argv, capture_output=True).returncode == 0
 
 
-def targets(ctx: Context) -> dict[tuple[str, str], tuple[str, str]]:
+def targets(ctx: Context, version: int = 4) -> dict[tuple[str, str], tuple[str, str]]:
     """Every ordered pair of containers with a namespace: (source namespace, address pinged).
 
     The address is ``containers.address_seen_from``: as a name would resolve in
-    Docker's embedded DNS.
+    Docker's embedded DNS. With ``version=6``, the pairs on a dual-stack network
+    together, with the IPv6 address ``ping -6`` is given (``address6_seen_from``);
+    none for a lab without IPv6.
     """
+    seen_from = containers.address6_seen_from if version == 6 else containers.address_seen_from
     ctrs = {c.name: c for c in ctx.store.containers() if c.netns}
     eps = ctx.store.endpoints()
     out = {}
     for a in sorted(ctrs):
         for b in sorted(ctrs):
-            ip = containers.address_seen_from(eps, b, a) if a != b else None
+            ip = seen_from(eps, b, a) if a != b else None
             if ip is not None:
                 out[a, b] = (ctrs[a].netns or "", ip)
     return out
 
 
-def targets6(ctx: Context) -> dict[tuple[str, str], tuple[str, str]]:
-    """Every ordered pair of containers on a dual-stack network together: (source namespace, IPv6 address
-    pinged with ``ping -6``) — ``containers.address6_seen_from``. Empty for a lab without IPv6."""
-    ctrs = {c.name: c for c in ctx.store.containers() if c.netns}
-    eps = ctx.store.endpoints()
-    out = {}
-    for a in sorted(ctrs):
-        for b in sorted(ctrs):
-            ip6 = containers.address6_seen_from(eps, b, a) if a != b else None
-            if ip6 is not None:
-                out[a, b] = (ctrs[a].netns or "", ip6)
-    return out
-
-
 def reachability6(ctx: Context, size: int | None = None) -> dict[str, dict[str, bool]]:
-    """Real ``ping -6`` between the pairs of ``targets6`` (only containers that have an IPv6 peer appear)."""
-    pairs = targets6(ctx)
+    """Real ``ping -6`` between the IPv6 pairs of ``targets`` (only containers that have an IPv6 peer appear)."""
+    pairs = targets(ctx, 6)
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = list(pool.map(lambda p: _ping(*pairs[p], size), pairs))
     matrix: dict[str, dict[str, bool]] = {}
