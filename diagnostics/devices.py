@@ -56,6 +56,8 @@ def resolve(world: World, spec: str) -> Target:
     if not found:
         where = f" on {host}" if host else ""
         raise VxrayError(f"unknown namespace {ns!r} in {spec!r}{where}: not a container, namespace or machine's host")
+    if len({p.key for p in found}) > 1:  # a network's name: Docker's overlay sandbox and its lb_ namespace both
+        found = [p for p in found if p.ns.link(dev) is not None] or found  # the one holding the device decides
     if len({p.key for p in found}) > 1:
         names = ", ".join(sorted(f"{namespace_name(world, p.key)}@{p.host}" for p in found))
         raise VxrayError(f"{ns!r} in {spec!r} is several namespaces ({names}): say DEV@NAMESPACE@HOST")

@@ -459,3 +459,31 @@ def test_lab_down_after_a_killed_lab_up_leaves_no_engine_namespace_mount_or_proc
         if f"/{name}.".encode() in cmdline:
             left.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
     assert not left, left
+
+
+@pytest.mark.skipif(not have("tshark"), reason="needs tshark")
+def test_a_capture_over_an_agent_names_a_docker_container_and_its_overlay_sandbox(
+    swarm: tuple[str, Path], tmp_path: Path
+) -> None:
+    """Docker's names (the container, the overlay network whose sandbox holds the VXLAN device) resolve on the
+    machine that has them; its agent captures there and the file names each device ``dev@namespace@host``."""
+    name, _ = swarm
+    netns, ip = docker_build.targets(runner.built(name), runner.lab_dir(name))["vm33", "vm3"]
+    i = SSH.index(next(f for f in SSH if f.startswith("dh2=")))
+    path = tmp_path / "docker.pcapng"
+    pinger = subprocess.Popen(["nsenter", f"--net={netns}", "ping", "-i", "0.2", "-w", "60", ip],
+                              stdout=subprocess.DEVNULL)  # fmt: skip
+    try:
+        assert main([*SSH[i - 1 : i + 1], "capture", "eth0@vm33@dh2", "vxlan0@prod@dh2", "-w", str(path),
+                     "--seconds", "3", "icmp"]) == 0  # fmt: skip
+    finally:
+        pinger.terminate()
+        pinger.wait()
+    out = subprocess.run(["tshark", "-r", str(path), "-T", "fields", "-e", "frame.interface_name", "-e", "icmp.type"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    rows = [line.split("\t") for line in out.splitlines()]
+    names = {r[0] for r in rows}
+    assert "eth0@vm33@dh2" in names and len(names) == 2
+    [sandbox] = names - {"eth0@vm33@dh2"}
+    assert sandbox.startswith("vxlan0@") and sandbox.endswith("@dh2")  # the sandbox, by its namespace's name
+    assert {r[1] for r in rows} >= {"8", "0"}  # echo requests and replies on both

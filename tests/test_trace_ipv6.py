@@ -376,7 +376,9 @@ def test_trace_stops_at_the_missing_ipv6_proxy_entry_and_its_fix_heals_the_ping(
     assert step.fix is not None and step.fix.native[-10:] == ("ip", "neigh", "replace", V2, "lladdr", MAC2, "dev",
                                                               "vxlan1", "nud", "permanent")  # fmt: skip
     _heal(t)
-    assert _ping(lab, v1, V2) and _trace(lab, v1, V2).delivered
+    # -w: v1's solicitation for V2 is still being retransmitted (once a second) from the failed ping; the kernel
+    # sends the next one, which the proxy now answers, when that timer fires
+    assert _ping(lab, v1, V2, "-w", "4") and _trace(lab, v1, V2).delivered
 
 
 def test_an_ipv6_packet_too_big_for_the_underlay_is_answered_packet_too_big(lab: Lab) -> None:
