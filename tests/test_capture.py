@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -377,3 +377,46 @@ def test_c_in_the_app_captures_the_links_packets_and_w_saves_them(
     rows = _fields(saved, "frame.interface_name", "icmp.type")
     assert {r[0] for r in rows} == {"eth0@vm33@yy3"}
     assert [r[1] for r in rows if r[1]] == ["8", "0", "8", "0"]
+
+
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("tmux", "termshark", "tshark")), reason="needs tmux, termshark")
+def test_o_in_the_capture_panel_opens_termshark_on_the_saved_file_and_the_app_comes_back(
+    overlay: str, tmp_path: Path
+) -> None:
+    """In a real terminal (tmux): the app suspends itself for termshark, which reads the file the panel saved."""
+    session = f"{overlay}-tsk"
+
+    def pane() -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+
+    def until(ready: Callable[[], bool], what: str, seconds: float = 20) -> None:
+        deadline = time.monotonic() + seconds
+        while not ready():
+            assert time.monotonic() < deadline, f"never {what}:\n{pane()}"
+            time.sleep(0.2)
+
+    def keys(*words: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", session, *words], check=True)
+
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "48", "-c", str(tmp_path),
+                    "-e", f"VXRAY_HOME={os.environ['VXRAY_HOME']}", vxray_command(), "app"], check=True)  # fmt: skip
+    try:
+        subprocess.run(["tmux", "resize-window", "-t", session, "-x", "160", "-y", "48"], check=True)
+        until(lambda: "snapshot of" in pane(), "showed the app")
+        time.sleep(1)  # keys typed while the app still mounts its views are lost
+        keys(":")
+        time.sleep(0.5)
+        keys("capture eth0@vm33", "Enter")
+        until(lambda: "capturing on eth0" in pane(), "opened the panel")
+        with _pinging(f"{overlay}.yy3-vm33"):
+            until(lambda: "02:42:ac:15:00:01 > 02:42:ac:15:00:02" in pane(), "showed the ping's replies")
+        keys("o")
+        until(lambda: "termshark" in pane() and "172.21.0.1" in pane(), "showed termshark")
+        [saved] = list(tmp_path.glob("vxray-eth0-*.pcapng"))
+        assert any(row[0] == "eth0@vm33@yy3" for row in _fields(saved, "frame.interface_name", "icmp.type"))
+        keys("q")
+        time.sleep(0.5)
+        keys("Enter")  # termshark asks before it quits
+        until(lambda: "capturing on eth0" in pane() and "termshark 2" not in pane(), "came back to the app")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

@@ -25,6 +25,7 @@ from tui.completer import VxrayCompleter
 from tui.grammar import UsageError, parser
 from tui.lexer import CommandLexer, first_problem
 from tui.shell import Shell, interactive, may_change_names
+from tui.vocabulary import Vocabulary
 
 from conftest import Lab
 
@@ -65,6 +66,13 @@ def test_completion_offers_names_from_the_live_lab(seed: str) -> None:
     assert set(_complete(sh, "fdb add 02:42:ac:15:00:01 --netns vm33 dev ")) == {"eth0", "lo"}
     assert set(_complete(sh, "fdb sync ")) == {"prod"}
     assert "--dry-run" in _complete(sh, "fdb sync prod ")
+
+
+def test_fdb_sync_completes_the_networks_it_programs_overlay_and_flannel_not_bridges() -> None:
+    words = Vocabulary(networks={"prod": "overlay", "fl": "flannel", "br": "bridge", "mv": "macvlan"})
+    completer = VxrayCompleter(lambda: words, lambda: None)
+    offered = {c.text for c in completer.get_completions(Document("fdb sync "), CompleteEvent())}
+    assert offered == {"prod", "fl"}
 
 
 def test_completion_makes_the_field_notes_entries_a_few_tab_presses(seed: str) -> None:

@@ -102,7 +102,7 @@ class VxrayCompleter(Completer):
             "hosts": [(h, v.vteps.get(h, "")) for h in v.hosts],
             "hosts_or_lab": [*((h, "host") for h in v.hosts), ("lab", "switch to a lab")],
             "networks": [(n, d) for n, d in v.networks.items()],
-            "overlays": [(n, d) for n, d in v.networks.items() if d == "overlay"],
+            "vxlan_networks": [(n, d) for n, d in v.networks.items() if d in ("overlay", "flannel")],  # fdb sync's
             "containers": [(c, "") for c in v.containers],
             "namespaces": [(n, "") for n in v.namespaces] + [(c, "container") for c in v.containers],
             "labs": [(n, "up") for n in v.labs],
@@ -132,7 +132,7 @@ class VxrayCompleter(Completer):
             return [(a, "") for a in (("add", "del", "sync") if command == "fdb" else ("add", "del"))]
         action, args = rest[0], rest[1:]
         if command == "fdb" and action == "sync":
-            return self._values("overlays", []) if not args else [("--dry-run", "")]
+            return self._values("vxlan_networks", []) if not args else [("--dry-run", "")]
         prev = args[-1] if args else ""
         host = self._option(args, "--host") or self.host()
         if prev in ("--host", "--network", "--container", "--netns"):
